@@ -1,0 +1,427 @@
+//! Typed configuration: built-in defaults, then a TOML file, then `APP_*` environment
+//! variables (`__` separates nesting levels, so `APP_POSTGRES__DSN` sets `postgres.dsn`).
+//!
+//! Every key has a default, so a file may set any subset. The same loader serves
+//! start-up and reload, so a config that starts the server also reloads into it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The environment variable that names the config file when `--config` is not given.
+pub const CONFIG_PATH_VARIABLE: &str = "APP_CONFIG";
+/// The file read when neither `--config` nor `$APP_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
+const ENVIRONMENT_PREFIX: &str = "APP_";
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub host: String,
+    /// Port the HTTP server binds to; 0 picks a free one.
+    pub port: u16,
+    pub postgres: PostgresSettings,
+    pub log: LogSettings,
+    pub failure: FailureSettings,
+    pub api: ApiSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct PostgresSettings {
+    /// libpq-style URL or key/value connection string; may hold a password.
+    pub dsn: String,
+    /// Most connections the server keeps open.
+    pub pool_size: usize,
+    /// How long opening a connection may take before the request fails with 503.
+    pub connect_timeout_ms: u64,
+    /// How long a request may wait for a free connection before it fails with 503.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// A tracing filter: `info`, or `warn,audit_server=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct FailureSettings {
+    /// Probability in [0, 1] that a request to /api/event fails with an injected 500.
+    pub chance: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    pub max_batch_events: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// Distinct `application` label values of `events_inserted_total`; later ones are
+    /// counted under `other` so that clients cannot grow the metric without bound.
+    pub max_application_labels: usize,
+}
+
+/// Where settings come from: the file (if any) and a snapshot of the environment.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    /// The file to read; `required` when it was named explicitly.
+    pub file: Option<PathBuf>,
+    pub file_required: bool,
+    /// `APP_*` variables; taken from the process at load time when `None`.
+    pub environment: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("failed to read the configuration: {0}")]
+    Unreadable(#[from] config::ConfigError),
+    #[error("invalid value for `{key}`: {problem}")]
+    InvalidValue { key: &'static str, problem: String },
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 8080,
+            postgres: PostgresSettings::default(),
+            log: LogSettings::default(),
+            failure: FailureSettings::default(),
+            api: ApiSettings::default(),
+            metrics: MetricsSettings::default(),
+        }
+    }
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            dsn: "postgres://postgres@127.0.0.1:5432/audit".to_owned(),
+            pool_size: 16,
+            connect_timeout_ms: 2_000,
+            acquire_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for FailureSettings {
+    fn default() -> Self {
+        Self { chance: 0.1 }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            default_page_size: 10,
+            max_page_size: 1000,
+            max_batch_events: 10_000,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            max_application_labels: 100,
+        }
+    }
+}
+
+impl PostgresSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    /// The parsed connection settings; validated at load time.
+    pub fn connection_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        tokio_postgres::Config::from_str(&self.dsn).map_err(|error| ConfigError::InvalidValue {
+            key: "postgres.dsn",
+            problem: error.to_string(),
+        })
+    }
+
+    /// The DSN without its password, for logs and reload summaries.
+    pub fn redacted_dsn(&self) -> String {
+        match self.connection_config() {
+            Ok(config) => {
+                let hosts: Vec<String> = config
+                    .get_hosts()
+                    .iter()
+                    .map(|host| match host {
+                        tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                    })
+                    .collect();
+                let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+                format!(
+                    "postgres://{}@{}:{}/{}",
+                    config.get_user().unwrap_or(""),
+                    hosts.join(","),
+                    ports.join(","),
+                    config.get_dbname().unwrap_or("")
+                )
+            }
+            Err(_) => "<unparseable>".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("PostgresSettings")
+            .field("dsn", &self.redacted_dsn())
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
+}
+
+impl ConfigSource {
+    /// `--config PATH` if given, else `$APP_CONFIG`, else `./config.toml` if it exists.
+    pub fn from_command_line(config_flag: Option<PathBuf>) -> Self {
+        if let Some(path) = config_flag {
+            return Self::explicit_file(path);
+        }
+        if let Some(path) = std::env::var_os(CONFIG_PATH_VARIABLE) {
+            return Self::explicit_file(PathBuf::from(path));
+        }
+        Self {
+            file: Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+            file_required: false,
+            environment: None,
+        }
+    }
+
+    pub fn explicit_file(path: PathBuf) -> Self {
+        Self {
+            file: Some(path),
+            file_required: true,
+            environment: None,
+        }
+    }
+
+    /// Loads, merges and validates the settings. Unknown keys are returned beside them
+    /// so the caller can warn about typos without refusing a config that still works.
+    pub fn load(&self) -> Result<(Settings, Vec<String>), ConfigError> {
+        let mut builder = Config::builder();
+        if let Some(path) = &self.file {
+            if self.file_required && !path.exists() {
+                return Err(ConfigError::MissingFile(path.clone()));
+            }
+            builder = builder.add_source(
+                File::from(path.as_path())
+                    .format(FileFormat::Toml)
+                    .required(self.file_required),
+            );
+        }
+        let environment = Environment::default()
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(self.application_variables()));
+        let merged = builder.add_source(environment).build()?;
+
+        let mut unknown_keys = Vec::new();
+        let settings: Settings = serde_ignored::deserialize(merged, |path| {
+            unknown_keys.push(path.to_string());
+        })?;
+        settings.validate()?;
+        Ok((settings, unknown_keys))
+    }
+
+    /// The `APP_*` variables with their prefix removed, minus `APP_CONFIG`, which names
+    /// the file rather than setting a key.
+    fn application_variables(&self) -> HashMap<String, String> {
+        let variables: BTreeMap<String, String> = match &self.environment {
+            Some(map) => map.clone().into_iter().collect(),
+            None => std::env::vars().collect(),
+        };
+        variables
+            .into_iter()
+            .filter(|(name, _)| name != CONFIG_PATH_VARIABLE)
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(ENVIRONMENT_PREFIX)?;
+                Some((key.to_lowercase(), value))
+            })
+            .collect()
+    }
+}
+
+impl Settings {
+    /// Loads settings from the given file path alone, ignoring the environment; a
+    /// convenience for tests and tools.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let source = ConfigSource {
+            file: Some(path.to_owned()),
+            file_required: true,
+            environment: Some(HashMap::new()),
+        };
+        source.load().map(|(settings, _)| settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::InvalidValue {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if !(0.0..=1.0).contains(&self.failure.chance) {
+            return invalid("failure.chance", "must be between 0 and 1");
+        }
+        if self.api.max_page_size == 0 {
+            return invalid("api.max_page_size", "must be at least 1");
+        }
+        if self.api.default_page_size == 0 || self.api.default_page_size > self.api.max_page_size
+        {
+            return invalid(
+                "api.default_page_size",
+                "must be between 1 and api.max_page_size",
+            );
+        }
+        if self.api.max_batch_events == 0 {
+            return invalid("api.max_batch_events", "must be at least 1");
+        }
+        if self.api.max_body_bytes < 2 {
+            return invalid("api.max_body_bytes", "must be at least 2 (the body `[]`)");
+        }
+        if self.postgres.pool_size == 0 {
+            return invalid("postgres.pool_size", "must be at least 1");
+        }
+        if self.log.level.trim().is_empty() {
+            return invalid("log.level", "must not be empty");
+        }
+        self.postgres.connection_config()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn source(toml: &str, environment: &[(&str, &str)]) -> (ConfigSource, tempfile::NamedTempFile) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(toml.as_bytes()).unwrap();
+        let source = ConfigSource {
+            file: Some(file.path().to_owned()),
+            file_required: true,
+            environment: Some(
+                environment
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect(),
+            ),
+        };
+        (source, file)
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let (source, _file) = source("", &[]);
+        assert_eq!(source.load().unwrap().0, Settings::default());
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let (source, _file) = source(
+            "port = 9000\n[failure]\nchance = 0.5\n[postgres]\ndsn = \"postgres://a@h/db\"\n",
+            &[
+                ("APP_PORT", "9100"),
+                ("APP_POSTGRES__DSN", "postgres://b@h/other"),
+                ("APP_LOG__LEVEL", "debug"),
+                ("APP_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ],
+        );
+        let (settings, unknown) = source.load().unwrap();
+        assert_eq!(settings.port, 9100);
+        assert_eq!(settings.failure.chance, 0.5);
+        assert_eq!(settings.postgres.dsn, "postgres://b@h/other");
+        assert_eq!(settings.log.level, "debug");
+        assert!(unknown.is_empty(), "{unknown:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let (source, _file) = source("[failure]\nchanse = 0.5\n", &[]);
+        let (_, unknown) = source.load().unwrap();
+        assert_eq!(unknown, vec!["failure.chanse".to_owned()]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for toml in [
+            "[failure]\nchance = 1.5\n",
+            "[failure]\nchance = \"often\"\n",
+            "port = 70000\n",
+            "[api]\ndefault_page_size = 2000\n",
+            "[postgres]\ndsn = \"postgres://a@h:notaport/db\"\n",
+            "this is not toml",
+        ] {
+            let (source, _file) = source(toml, &[]);
+            assert!(source.load().is_err(), "{toml:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_named_file_that_does_not_exist_is_an_error() {
+        let source = ConfigSource::explicit_file(PathBuf::from("/nonexistent/audit.toml"));
+        assert!(matches!(source.load(), Err(ConfigError::MissingFile(_))));
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_password() {
+        let settings = PostgresSettings {
+            dsn: "postgres://user:hunter2@db:5433/audit".to_owned(),
+            ..PostgresSettings::default()
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://user@db:5433/audit"), "{debug}");
+    }
+}

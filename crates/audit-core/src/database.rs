@@ -1,0 +1,132 @@
+//! Connections: the pool the server uses, the one-off connection `audit-migrate` uses,
+//! creating the database when it is missing, and the readiness check.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{ConfigError, PostgresSettings};
+use crate::migrations::{self, AppliedMigration};
+
+/// Failures of connection management, migration and readiness; request-time storage
+/// failures are `repository::StorageError`.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("failed to connect to PostgreSQL at {dsn}")]
+    Connect {
+        dsn: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("failed to build the connection pool")]
+    BuildPool(#[from] deadpool_postgres::BuildError),
+    #[error("failed to create the database {name}")]
+    CreateDatabase {
+        name: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("failed to apply migrations")]
+    Migrate(#[from] refinery::Error),
+    #[error("the DSN names no database")]
+    NoDatabaseName,
+}
+
+/// Builds the pool; it connects lazily, so this succeeds while PostgreSQL is down.
+pub fn build_pool(settings: &PostgresSettings) -> Result<Pool, DatabaseError> {
+    let mut config = settings.connection_config()?;
+    config.connect_timeout(settings.connect_timeout());
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(settings.acquire_timeout()))
+        .create_timeout(Some(settings.connect_timeout()))
+        .recycle_timeout(Some(settings.connect_timeout()))
+        .runtime(Runtime::Tokio1)
+        .build()?;
+    Ok(pool)
+}
+
+/// Opens one connection outside the pool; its driver task runs until the client drops.
+pub async fn connect(settings: &PostgresSettings) -> Result<Client, DatabaseError> {
+    let mut config = settings.connection_config()?;
+    config.connect_timeout(settings.connect_timeout());
+    connect_with(&config, settings).await
+}
+
+async fn connect_with(
+    config: &tokio_postgres::Config,
+    settings: &PostgresSettings,
+) -> Result<Client, DatabaseError> {
+    let (client, connection) =
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|source| DatabaseError::Connect {
+                dsn: settings.redacted_dsn(),
+                source,
+            })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database the DSN names, through the `postgres` maintenance database,
+/// unless it exists. Returns whether it created it.
+pub async fn create_database_if_missing(
+    settings: &PostgresSettings,
+) -> Result<bool, DatabaseError> {
+    let target = settings.connection_config()?;
+    let name = target
+        .get_dbname()
+        .ok_or(DatabaseError::NoDatabaseName)?
+        .to_owned();
+    let mut maintenance = target.clone();
+    maintenance.dbname("postgres");
+    maintenance.connect_timeout(settings.connect_timeout());
+    let client = connect_with(&maintenance, settings).await?;
+
+    let create_error = |source| DatabaseError::CreateDatabase {
+        name: name.clone(),
+        source,
+    };
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(create_error)?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let statement = format!("CREATE DATABASE {}", quote_identifier(&name));
+    match client.batch_execute(&statement).await {
+        Ok(()) => Ok(true),
+        // Another process created it between our check and our CREATE.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Ok(false)
+        }
+        Err(error) => Err(create_error(error)),
+    }
+}
+
+/// Creates the database if needed and applies every pending migration.
+pub async fn migrate(settings: &PostgresSettings) -> Result<Vec<AppliedMigration>, DatabaseError> {
+    create_database_if_missing(settings).await?;
+    let mut client = connect(settings).await?;
+    Ok(migrations::run(&mut client).await?)
+}
+
+/// Quotes an SQL identifier, doubling embedded quotes.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,229 @@
+//! The audit event and its validated parts.
+//!
+//! A `NewEvent` can only be built from parts that passed validation, so the storage
+//! layer and everything else behind the HTTP edge trust it without checking again.
+
+use std::fmt;
+
+use serde_json::value::RawValue;
+
+use crate::timestamp::EventTimestamp;
+
+/// Names must be shorter than this many UTF-8 bytes (the original's column limit).
+pub const NAME_LIMIT_BYTES: usize = 126;
+
+/// An event that passed validation and may be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_ts: EventTimestamp,
+    pub application_name: ApplicationName,
+    pub event_kind: EventKind,
+    pub payload: Payload,
+}
+
+/// An event as read back from storage, with its sequence id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub event_ts: EventTimestamp,
+    pub application_name: String,
+    pub event_kind: String,
+    /// The payload's JSON text exactly as it was stored.
+    pub payload: String,
+}
+
+/// Why a name was refused; the message is written for the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be shorter than {NAME_LIMIT_BYTES} bytes of UTF-8, is {0} bytes")]
+    TooLong(usize),
+    #[error("must not contain the NUL character")]
+    ContainsNul,
+}
+
+/// Why a payload was refused; the message is written for the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("contains the escape \\u0000, which PostgreSQL cannot store")]
+    ContainsNul,
+}
+
+/// The name of the application that reported the event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ApplicationName(String);
+
+/// What happened, e.g. `UserLogin`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EventKind(String);
+
+/// The event's payload: any JSON value, kept as the exact text the client sent so that
+/// it round-trips byte for byte (big integers, `0.1`, key order).
+#[derive(Clone)]
+pub struct Payload(Box<RawValue>);
+
+impl ApplicationName {
+    pub fn parse(value: String) -> Result<Self, NameError> {
+        check_name(&value)?;
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl EventKind {
+    pub fn parse(value: String) -> Result<Self, NameError> {
+        check_name(&value)?;
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_name(value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if value.len() >= NAME_LIMIT_BYTES {
+        return Err(NameError::TooLong(value.len()));
+    }
+    if value.contains('\0') {
+        return Err(NameError::ContainsNul);
+    }
+    Ok(())
+}
+
+impl Payload {
+    /// Accepts JSON text that serde_json already parsed as one value.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Self, PayloadError> {
+        if contains_nul_escape(raw.get()) {
+            return Err(PayloadError::ContainsNul);
+        }
+        Ok(Self(raw))
+    }
+
+    /// Parses JSON text; used where the text did not come through serde_json already.
+    pub fn parse(text: &str) -> Result<Self, PayloadError> {
+        let raw = RawValue::from_string(text.trim().to_owned())
+            .map_err(|error| PayloadError::InvalidJson(error.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    /// Serialises a JSON value, e.g. one the generator built.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, PayloadError> {
+        let raw = serde_json::value::to_raw_value(value)
+            .map_err(|error| PayloadError::InvalidJson(error.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    pub fn as_json_text(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn as_raw_value(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+// Payloads compare by their text: two spellings of one JSON value are different audit data.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_tuple("Payload").field(&self.0.get()).finish()
+    }
+}
+
+/// Finds a `\u0000` escape in valid JSON text. Outside strings JSON has no backslashes,
+/// so it is enough to step over each escape pair and look at the `\u` ones.
+fn contains_nul_escape(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] != b'\\' {
+            index += 1;
+            continue;
+        }
+        if bytes.get(index + 1) == Some(&b'u') && bytes.get(index + 2..index + 6) == Some(b"0000")
+        {
+            return true;
+        }
+        index += 2;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_of_125_bytes_is_accepted_and_126_bytes_rejected() {
+        assert!(ApplicationName::parse("a".repeat(125)).is_ok());
+        assert_eq!(
+            ApplicationName::parse("a".repeat(126)),
+            Err(NameError::TooLong(126))
+        );
+    }
+
+    #[test]
+    fn names_are_measured_in_utf8_bytes_not_characters() {
+        let sixty_three_cyrillic = "ж".repeat(63);
+        assert_eq!(sixty_three_cyrillic.chars().count(), 63);
+        assert_eq!(
+            EventKind::parse(sixty_three_cyrillic),
+            Err(NameError::TooLong(126))
+        );
+        assert!(EventKind::parse("ж".repeat(62)).is_ok());
+    }
+
+    #[test]
+    fn empty_names_and_names_with_nul_are_rejected() {
+        assert_eq!(EventKind::parse(String::new()), Err(NameError::Empty));
+        assert_eq!(
+            EventKind::parse("a\0b".to_owned()),
+            Err(NameError::ContainsNul)
+        );
+    }
+
+    #[test]
+    fn payload_keeps_its_exact_text() {
+        for text in ["12345678901234567890123", "0.1", r#"{"b":1,"a":[true,null]}"#] {
+            assert_eq!(Payload::parse(text).unwrap().as_json_text(), text);
+        }
+    }
+
+    #[test]
+    fn payload_with_a_nul_escape_is_rejected_but_an_escaped_backslash_is_not() {
+        assert_eq!(
+            Payload::parse(r#"{"a":"x\u0000"}"#),
+            Err(PayloadError::ContainsNul)
+        );
+        assert!(Payload::parse(r#"{"a":"x\\u0000"}"#).is_ok());
+        assert_eq!(
+            Payload::parse(r#"{"a":"x\\\u0000"}"#),
+            Err(PayloadError::ContainsNul)
+        );
+    }
+
+    #[test]
+    fn payload_that_is_not_json_is_rejected() {
+        assert!(matches!(
+            Payload::parse("{"),
+            Err(PayloadError::InvalidJson(_))
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! Domain types, validation rules, configuration and PostgreSQL storage of the audit
+//! event collector. Nothing here knows about HTTP: the server and the generator both
+//! build on these types, so there is one event model and one set of rules.
+
+pub mod config;
+pub mod database;
+pub mod event;
+pub mod migrations;
+pub mod repository;
+pub mod timestamp;

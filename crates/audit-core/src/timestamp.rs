@@ -1,0 +1,313 @@
+//! Event timestamps: parsing the ISO 8601 / RFC 3339 text clients send, and the one
+//! output format the API answers with.
+//!
+//! Clients of the original service sent timestamps both with and without an offset; a
+//! timestamp without one is taken as UTC. Everything is normalised to UTC on the way in,
+//! rounded to the microsecond PostgreSQL stores, and limited to years 0000 to 9999 in
+//! UTC so that every stored value can be rendered back as RFC 3339.
+
+use std::fmt;
+
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// The format of every timestamp the API returns: UTC, `Z`, always six fraction digits.
+const OUTPUT_FORMAT: &[FormatItem<'static>] = format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// A point in time, in UTC, with microsecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTimestamp(OffsetDateTime);
+
+/// Why a timestamp was refused; the message is written for the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error(
+        "expected an ISO 8601 date-time such as 2023-12-05T12:55:52.805022Z or 2023-12-05T14:55:52+02:00"
+    )]
+    Malformed,
+    #[error("{0} is out of range")]
+    OutOfRange(&'static str),
+    #[error("the date-time is outside the supported years 0000 to 9999 (UTC)")]
+    YearOutOfRange,
+}
+
+impl EventTimestamp {
+    /// Parses `YYYY-MM-DD(T| )HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]`.
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        let mut cursor = Cursor::new(text.as_bytes());
+        let year = cursor.digits(4)? as i32;
+        cursor.expect(b'-')?;
+        let month = cursor.digits(2)? as u8;
+        cursor.expect(b'-')?;
+        let day = cursor.digits(2)? as u8;
+        match cursor.next() {
+            Some(b'T' | b't' | b' ') => {}
+            _ => return Err(TimestampError::Malformed),
+        }
+        let hour = cursor.digits(2)? as u8;
+        cursor.expect(b':')?;
+        let minute = cursor.digits(2)? as u8;
+        cursor.expect(b':')?;
+        let second = cursor.digits(2)? as u8;
+        let nanosecond = cursor.fraction_as_nanoseconds()?;
+        let offset = cursor.offset()?;
+        if !cursor.at_end() {
+            return Err(TimestampError::Malformed);
+        }
+
+        let month = Month::try_from(month).map_err(|_| TimestampError::OutOfRange("month"))?;
+        let date = Date::from_calendar_date(year, month, day)
+            .map_err(|_| TimestampError::OutOfRange("day"))?;
+        if hour > 23 {
+            return Err(TimestampError::OutOfRange("hour"));
+        }
+        if minute > 59 {
+            return Err(TimestampError::OutOfRange("minute"));
+        }
+        if second > 59 {
+            return Err(TimestampError::OutOfRange("second"));
+        }
+        let time = Time::from_hms(hour, minute, second)
+            .map_err(|_| TimestampError::OutOfRange("time"))?;
+        let local = PrimitiveDateTime::new(date, time).assume_offset(offset);
+        let rounded = round_to_microsecond(local, nanosecond)?;
+        Self::from_offset_date_time(rounded)
+    }
+
+    /// Wraps a value read from the database or made by the generator, normalising it to
+    /// UTC and to microseconds.
+    pub fn from_offset_date_time(value: OffsetDateTime) -> Result<Self, TimestampError> {
+        let utc = value
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or(TimestampError::YearOutOfRange)?;
+        if !(0..=9999).contains(&utc.year()) {
+            return Err(TimestampError::YearOutOfRange);
+        }
+        let micros = utc.nanosecond() / 1_000 * 1_000;
+        let truncated = utc
+            .replace_nanosecond(micros)
+            .map_err(|_| TimestampError::OutOfRange("fraction"))?;
+        Ok(Self(truncated))
+    }
+
+    /// The current time, as a valid event timestamp.
+    pub fn now() -> Self {
+        let now = OffsetDateTime::now_utc();
+        let micros = now.nanosecond() / 1_000 * 1_000;
+        Self(now.replace_nanosecond(micros).unwrap_or(now))
+    }
+
+    pub fn as_offset_date_time(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+impl fmt::Display for EventTimestamp {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Years 0000 to 9999 are guaranteed by construction, so formatting cannot fail.
+        let text = self.0.format(OUTPUT_FORMAT).map_err(|_| fmt::Error)?;
+        formatter.write_str(&text)
+    }
+}
+
+/// Rounds half up to the microsecond, as PostgreSQL does with text input.
+fn round_to_microsecond(
+    value: OffsetDateTime,
+    nanosecond: u32,
+) -> Result<OffsetDateTime, TimestampError> {
+    let micros = (nanosecond + 500) / 1_000;
+    let whole_seconds = value
+        .replace_nanosecond(0)
+        .map_err(|_| TimestampError::Malformed)?;
+    whole_seconds
+        .checked_add(time::Duration::microseconds(i64::from(micros)))
+        .ok_or(TimestampError::YearOutOfRange)
+}
+
+/// A byte cursor over the timestamp text; every failure is `Malformed`.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, position: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.position += 1;
+        Some(byte)
+    }
+
+    fn at_end(&self) -> bool {
+        self.position == self.bytes.len()
+    }
+
+    fn expect(&mut self, wanted: u8) -> Result<(), TimestampError> {
+        match self.next() {
+            Some(byte) if byte == wanted => Ok(()),
+            _ => Err(TimestampError::Malformed),
+        }
+    }
+
+    fn digits(&mut self, count: usize) -> Result<u32, TimestampError> {
+        let mut value = 0u32;
+        for _ in 0..count {
+            match self.next() {
+                Some(byte @ b'0'..=b'9') => value = value * 10 + u32::from(byte - b'0'),
+                _ => return Err(TimestampError::Malformed),
+            }
+        }
+        Ok(value)
+    }
+
+    /// Reads an optional `.fraction` of 1 to 9 digits, as nanoseconds.
+    fn fraction_as_nanoseconds(&mut self) -> Result<u32, TimestampError> {
+        if !matches!(self.peek(), Some(b'.' | b',')) {
+            return Ok(0);
+        }
+        self.position += 1;
+        let mut nanoseconds = 0u32;
+        let mut count = 0;
+        while let Some(byte @ b'0'..=b'9') = self.peek() {
+            if count == 9 {
+                return Err(TimestampError::OutOfRange("fraction (at most 9 digits)"));
+            }
+            nanoseconds = nanoseconds * 10 + u32::from(byte - b'0');
+            count += 1;
+            self.position += 1;
+        }
+        if count == 0 {
+            return Err(TimestampError::Malformed);
+        }
+        Ok(nanoseconds * 10u32.pow(9 - count))
+    }
+
+    /// Reads an optional offset; none means UTC.
+    fn offset(&mut self) -> Result<UtcOffset, TimestampError> {
+        let sign = match self.peek() {
+            None => return Ok(UtcOffset::UTC),
+            Some(b'Z' | b'z') => {
+                self.position += 1;
+                return Ok(UtcOffset::UTC);
+            }
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            Some(_) => return Err(TimestampError::Malformed),
+        };
+        self.position += 1;
+        let hours = self.digits(2)? as i8;
+        let minutes = match self.peek() {
+            None => 0,
+            Some(b':') => {
+                self.position += 1;
+                self.digits(2)? as i8
+            }
+            Some(_) => self.digits(2)? as i8,
+        };
+        if hours > 23 || minutes > 59 {
+            return Err(TimestampError::OutOfRange("offset"));
+        }
+        UtcOffset::from_hms(sign * hours, sign * minutes, 0)
+            .map_err(|_| TimestampError::OutOfRange("offset"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn formatted(text: &str) -> String {
+        EventTimestamp::parse(text).unwrap().to_string()
+    }
+
+    #[test]
+    fn utc_with_z_keeps_its_microseconds() {
+        assert_eq!(
+            formatted("2023-12-05T12:55:52.805022Z"),
+            "2023-12-05T12:55:52.805022Z"
+        );
+    }
+
+    #[test]
+    fn an_offset_is_converted_to_utc() {
+        assert_eq!(
+            formatted("2023-12-05T14:55:52.5+02:00"),
+            "2023-12-05T12:55:52.500000Z"
+        );
+        assert_eq!(
+            formatted("2023-12-31T23:30:00-01:00"),
+            "2024-01-01T00:30:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn no_offset_is_taken_as_utc() {
+        assert_eq!(
+            formatted("2023-12-05T12:55:52"),
+            "2023-12-05T12:55:52.000000Z"
+        );
+        assert_eq!(
+            formatted("2023-12-05 12:55:52.1"),
+            "2023-12-05T12:55:52.100000Z"
+        );
+    }
+
+    #[test]
+    fn nanoseconds_round_half_up_to_microseconds() {
+        assert_eq!(
+            formatted("2023-12-05T12:55:52.0000015Z"),
+            "2023-12-05T12:55:52.000002Z"
+        );
+        assert_eq!(
+            formatted("2023-12-05T23:59:59.9999996Z"),
+            "2023-12-06T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn garbage_bare_dates_and_impossible_values_are_rejected() {
+        for text in [
+            "",
+            "yesterday",
+            "2023-12-05",
+            "2023-12-05T12:55",
+            "2023-12-05T12:55:52Zjunk",
+            "2023-02-30T00:00:00Z",
+            "2023-12-05T24:00:00Z",
+            "2023-12-05T23:59:60Z",
+            "2023-12-05T12:55:52+25:00",
+            "2023-12-05T12:55:52.Z",
+            "2023-12-05T12:55:52.1234567891Z",
+            "+12023-12-05T12:55:52Z",
+            "2023-12-05T12:55:52\u{0}",
+        ] {
+            assert!(EventTimestamp::parse(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn years_that_leave_0000_to_9999_in_utc_are_rejected() {
+        assert_eq!(
+            EventTimestamp::parse("9999-12-31T23:30:00-01:00"),
+            Err(TimestampError::YearOutOfRange)
+        );
+        assert_eq!(
+            EventTimestamp::parse("0000-01-01T00:30:00+01:00"),
+            Err(TimestampError::YearOutOfRange)
+        );
+        assert_eq!(
+            formatted("0000-01-01T00:00:00Z"),
+            "0000-01-01T00:00:00.000000Z"
+        );
+    }
+}
