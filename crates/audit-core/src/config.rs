@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The environment variable that names the config file when `--config` is not given.
 pub const CONFIG_PATH_VARIABLE: &str = "APP_CONFIG";
@@ -19,7 +19,7 @@ pub const CONFIG_PATH_VARIABLE: &str = "APP_CONFIG";
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 const ENVIRONMENT_PREFIX: &str = "APP_";
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// Address the HTTP server binds to.
@@ -33,7 +33,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
 }
 
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PostgresSettings {
     /// libpq-style URL or key/value connection string; may hold a password.
@@ -46,7 +46,7 @@ pub struct PostgresSettings {
     pub acquire_timeout_ms: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogSettings {
     /// A tracing filter: `info`, or `warn,audit_server=debug`.
@@ -54,21 +54,21 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailureSettings {
     /// Probability in [0, 1] that a request to /api/event fails with an injected 500.
     pub chance: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ApiSettings {
     pub default_page_size: u32,
@@ -77,7 +77,7 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsSettings {
     /// Distinct `application` label values of `events_inserted_total`; later ones are

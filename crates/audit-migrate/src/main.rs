@@ -1,0 +1,41 @@
+//! `audit-migrate`: creates the database if needed and applies the embedded
+//! migrations. Idempotent: a second run applies nothing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use argh::FromArgs;
+use audit_core::config::ConfigSource;
+use audit_core::database;
+
+/// Create the audit database if it is missing and apply pending migrations.
+#[derive(FromArgs)]
+struct Arguments {
+    /// config file (TOML); default: $APP_CONFIG, else ./config.toml if present
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Arguments = argh::from_env();
+    let source = ConfigSource::from_command_line(arguments.config);
+    let (settings, _) = source.load().context("failed to load the configuration")?;
+    let target = settings.postgres.redacted_dsn();
+    if database::create_database_if_missing(&settings.postgres)
+        .await
+        .with_context(|| format!("failed to prepare the database at {target}"))?
+    {
+        println!("created database {target}");
+    }
+    let applied = database::migrate(&settings.postgres)
+        .await
+        .with_context(|| format!("failed to migrate {target}"))?;
+    if applied.is_empty() {
+        println!("{target}: schema up to date, nothing to apply");
+    }
+    for migration in applied {
+        println!("{target}: applied V{}__{}", migration.version, migration.name);
+    }
+    Ok(())
+}

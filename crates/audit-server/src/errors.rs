@@ -1,0 +1,200 @@
+//! The one mapping from failures to HTTP status codes and JSON bodies.
+//!
+//! Every error body has the shape `{"error": code, "message": text, "details": [...]}`,
+//! where `code` is stable for clients to match on. 5xx errors are logged with their
+//! whole cause chain; the client sees only the message.
+
+use std::fmt::Write as _;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use audit_core::repository::StorageError;
+use serde::Serialize;
+
+/// Seconds a client is told to wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// One thing wrong with the request, and where.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    /// Position of the event in the posted array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The event field, or the query parameter, at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    pub problem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON")]
+    MalformedJson(Detail),
+    #[error("{} problem(s) in the request", .0.len())]
+    Validation(Vec<Detail>),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the batch holds more than the limit of {limit} events")]
+    TooManyEvents { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
+    #[error("invalid query parameters")]
+    InvalidQuery(Vec<Detail>),
+    #[error("injected failure (failure.chance); nothing was stored, a retry is safe")]
+    InjectedFailure,
+    #[error("the database is unavailable; nothing was stored, retry later")]
+    DatabaseUnavailable(#[source] StorageError),
+    #[error("the database refused the data; nothing was stored")]
+    DataRejected(#[source] StorageError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+    #[error("no route for this path")]
+    NotFound,
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: String,
+    details: &'a [Detail],
+}
+
+impl ApiError {
+    /// The stable code clients and the metrics see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Validation(_) => "validation_failed",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::TooManyEvents { .. } => "too_many_events",
+            Self::BodyUnreadable(_) => "body_unreadable",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::InjectedFailure => "injected_failure",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::DataRejected(_) => "data_rejected",
+            Self::Internal(_) => "internal_error",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    fn details(&self) -> &[Detail] {
+        match self {
+            Self::MalformedJson(detail) => std::slice::from_ref(detail),
+            Self::Validation(details) | Self::InvalidQuery(details) => details,
+            _ => &[],
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Unavailable(_) | StorageError::SchemaNotReady { .. } => {
+                Self::DatabaseUnavailable(error)
+            }
+            StorageError::DataRejected(_) => Self::DataRejected(error),
+            StorageError::Statement(_) | StorageError::CorruptRow { .. } => {
+                Self::Internal(error.into())
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_)
+            | Self::Validation(_)
+            | Self::InvalidQuery(_)
+            | Self::DataRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            Self::InjectedFailure | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() && !matches!(self, Self::InjectedFailure) {
+            tracing::error!(code = self.code(), cause = %cause_chain(self), "request failed");
+        }
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            details: self.details(),
+        };
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            ));
+        }
+        response.json(body)
+    }
+}
+
+/// `error: cause: cause ...`, for logs.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn validation_errors_carry_their_details_as_json() {
+        let error = ApiError::Validation(vec![Detail {
+            index: Some(3),
+            field: Some("event_ts".to_owned()),
+            problem: "expected a string".to_owned(),
+            ..Detail::default()
+        }]);
+
+        let response = error.error_response();
+
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "validation_failed");
+        assert_eq!(
+            json["details"],
+            serde_json::json!([{"index": 3, "field": "event_ts", "problem": "expected a string"}])
+        );
+    }
+
+    #[actix_web::test]
+    async fn unavailable_database_answers_503_with_retry_after() {
+        let error = ApiError::DatabaseUnavailable(StorageError::SchemaNotReady {
+            found: None,
+            expected: 1,
+        });
+
+        let response = error.error_response();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+    }
+}

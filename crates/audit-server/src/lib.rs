@@ -1,0 +1,13 @@
+//! The HTTP API of the audit event collector: actix-web handlers over `audit-core`.
+//! This crate alone knows HTTP and the JSON shapes of the API.
+
+pub mod body;
+pub mod errors;
+pub mod metrics;
+pub mod middleware;
+pub mod reload;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,34 @@
+//! `audit-server`: wires configuration, telemetry and the application together.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use argh::FromArgs;
+use audit_core::config::ConfigSource;
+use audit_server::startup::Application;
+use audit_server::telemetry;
+
+/// Serve the audit event collector's HTTP API.
+#[derive(FromArgs)]
+struct Arguments {
+    /// config file (TOML); default: $APP_CONFIG, else ./config.toml if present
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Arguments = argh::from_env();
+    let source = ConfigSource::from_command_line(arguments.config);
+    let (settings, unknown_keys) = source.load().context("failed to load the configuration")?;
+    let log_control = telemetry::init(&settings.log)?;
+    if !unknown_keys.is_empty() {
+        tracing::warn!(?unknown_keys, "unknown configuration keys ignored");
+    }
+    tracing::info!(?settings, "starting");
+    let application = Application::build(settings, source, log_control)?;
+    tracing::info!(port = application.port(), "listening");
+    application.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

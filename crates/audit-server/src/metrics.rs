@@ -1,0 +1,154 @@
+//! Metric names, their descriptions, and the Prometheus recorder.
+//!
+//! The HTTP metric names and labels are the original service's, so existing dashboards
+//! keep working. Every label is bounded: methods outside the standard set are `other`,
+//! paths are route patterns (all unmatched paths are one value), and the application
+//! label of `events_inserted_total` holds at most a configured number of names.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use actix_web::http::Method;
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const HTTP_RESPONSES_TOTAL: &str = "http_responses_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+pub const HTTP_REQUESTS_IN_PROGRESS: &str = "http_requests_in_progress";
+pub const HTTP_EXCEPTIONS_TOTAL: &str = "http_exceptions_total";
+pub const EVENTS_INSERTED_TOTAL: &str = "events_inserted_total";
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+pub const DB_POOL_WAITING: &str = "db_pool_waiting_requests";
+pub const DB_POOL_MAX_SIZE: &str = "db_pool_max_size";
+pub const DB_STATEMENT_DURATION_SECONDS: &str = "db_statement_duration_seconds";
+pub const INJECTED_FAILURES_TOTAL: &str = "injected_failures_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
+pub const BUILD_INFO: &str = "audit_collector_build_info";
+
+/// The `path_template` of every request no route matched.
+pub const UNMATCHED_PATH: &str = "unmatched";
+/// The `application` label once the configured number of names is reached.
+pub const OTHER_APPLICATION: &str = "__other__";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle. The `metrics` facade
+/// has one global recorder, so servers built in one process (tests) share it.
+pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
+    if let Some(handle) = PROMETHEUS.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration_seconds".to_owned()),
+            LATENCY_BUCKETS,
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    // A second caller racing us loses here and uses the winner's handle.
+    if metrics::set_global_recorder(recorder).is_ok() {
+        describe_metrics();
+        let _ = PROMETHEUS.set(handle.clone());
+    }
+    Ok(PROMETHEUS.get().cloned().unwrap_or(handle))
+}
+
+fn describe_metrics() {
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests received.");
+    describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP responses sent, by status code.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from receiving a request to having its response."
+    );
+    describe_gauge!(HTTP_REQUESTS_IN_PROGRESS, "HTTP requests being handled now.");
+    describe_counter!(
+        HTTP_EXCEPTIONS_TOTAL,
+        "Requests that ended in a server error (5xx), by error type."
+    );
+    describe_counter!(EVENTS_INSERTED_TOTAL, "Events committed to the database.");
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database connections held by the pool, by state (in_use, idle)."
+    );
+    describe_gauge!(DB_POOL_WAITING, "Requests waiting for a database connection.");
+    describe_gauge!(DB_POOL_MAX_SIZE, "Most connections the pool may open.");
+    describe_histogram!(
+        DB_STATEMENT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time spent on database statements, connection wait included."
+    );
+    describe_counter!(
+        INJECTED_FAILURES_TOTAL,
+        "Deliberate 500 responses made by failure.chance."
+    );
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result.");
+    describe_gauge!(BUILD_INFO, "Always 1; the labels carry the build's version.");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// The `method` label: standard methods by name, anything else as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Hands out `application` label values, admitting new names until the limit.
+#[derive(Debug, Default)]
+pub struct ApplicationLabels {
+    admitted: Mutex<HashSet<String>>,
+}
+
+impl ApplicationLabels {
+    pub fn label_for(&self, application: &str, limit: usize) -> String {
+        let Ok(mut admitted) = self.admitted.lock() else {
+            return OTHER_APPLICATION.to_owned();
+        };
+        if admitted.contains(application) {
+            return application.to_owned();
+        }
+        if admitted.len() < limit {
+            admitted.insert(application.to_owned());
+            return application.to_owned();
+        }
+        OTHER_APPLICATION.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applications_beyond_the_limit_share_one_label() {
+        let labels = ApplicationLabels::default();
+
+        assert_eq!(labels.label_for("a", 2), "a");
+        assert_eq!(labels.label_for("b", 2), "b");
+        assert_eq!(labels.label_for("c", 2), OTHER_APPLICATION);
+        assert_eq!(labels.label_for("a", 2), "a");
+    }
+
+    #[test]
+    fn unknown_methods_are_other() {
+        let custom = Method::from_bytes(b"BREW").unwrap();
+
+        assert_eq!(method_label(&custom), "other");
+        assert_eq!(method_label(&Method::POST), "POST");
+    }
+}

@@ -1,0 +1,182 @@
+//! Rereads the config file and environment and applies what can change at run time.
+//!
+//! Reload is all or nothing: the new settings are loaded and validated, a new pool is
+//! connected if the database settings changed, and only then is anything swapped in.
+//! `host` and `port` need a restart; a reload reports them but keeps the bound socket.
+
+use std::collections::BTreeMap;
+
+use audit_core::config::Settings;
+use audit_core::database;
+use audit_core::repository::EventRepository;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::errors::cause_chain;
+use crate::metrics::CONFIG_RELOADS_TOTAL;
+use crate::state::{AppState, Runtime};
+use crate::telemetry;
+
+/// Keys whose new value only takes effect after a restart.
+const RESTART_KEYS: &[&str] = &["host", "port", "log.format"];
+const SECRET_KEYS: &[&str] = &["postgres.dsn"];
+
+#[derive(Debug, Serialize)]
+pub struct ReloadSummary {
+    /// Changed keys, with old and new values (secrets redacted).
+    pub changed: BTreeMap<String, Change>,
+    /// Changed keys that need a restart to take effect.
+    pub restart_required: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Change {
+    pub old: Value,
+    pub new: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration is invalid: {0}")]
+    Invalid(String),
+    #[error("the new database settings do not work: {0}")]
+    Database(String),
+}
+
+/// Reloads and returns what changed; on error the old configuration stays in force.
+pub async fn reload(state: &AppState) -> Result<ReloadSummary, ReloadError> {
+    let outcome = apply(state).await;
+    let result = if outcome.is_ok() { "success" } else { "failure" };
+    metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
+    match &outcome {
+        Ok(summary) => tracing::info!(changed = ?summary.changed.keys(), "configuration reloaded"),
+        Err(error) => tracing::warn!(%error, "configuration reload refused"),
+    }
+    outcome
+}
+
+async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
+    let _exclusive = state.reload_lock.lock().await;
+    let (settings, unknown_keys) = state
+        .config_source
+        .load()
+        .map_err(|error| ReloadError::Invalid(cause_chain(&error)))?;
+    if !unknown_keys.is_empty() {
+        tracing::warn!(?unknown_keys, "unknown configuration keys ignored");
+    }
+    let filter = telemetry::parse_filter(&settings.log.level)
+        .map_err(|error| ReloadError::Invalid(error.to_string()))?;
+
+    let current = state.runtime();
+    let repository = if settings.postgres == current.settings.postgres {
+        current.repository.clone()
+    } else {
+        connect_new_pool(&settings).await?
+    };
+    state
+        .log_control
+        .apply(filter)
+        .map_err(|error| ReloadError::Invalid(error.to_string()))?;
+    let summary = summarize(&current.settings, &settings);
+    state.replace_runtime(Runtime {
+        settings,
+        repository,
+    });
+    Ok(summary)
+}
+
+/// Builds the new pool and proves it can reach a migrated database before it is used.
+async fn connect_new_pool(settings: &Settings) -> Result<EventRepository, ReloadError> {
+    let pool = database::build_pool(&settings.postgres)
+        .map_err(|error| ReloadError::Invalid(cause_chain(&error)))?;
+    let repository = EventRepository::new(pool);
+    repository
+        .check_ready()
+        .await
+        .map_err(|error| ReloadError::Database(cause_chain(&error)))?;
+    Ok(repository)
+}
+
+fn summarize(old: &Settings, new: &Settings) -> ReloadSummary {
+    let old_values = flatten(old);
+    let new_values = flatten(new);
+    let mut changed = BTreeMap::new();
+    for (key, new_value) in new_values {
+        let old_value = old_values.get(&key).cloned().unwrap_or(Value::Null);
+        if old_value == new_value {
+            continue;
+        }
+        let change = if SECRET_KEYS.contains(&key.as_str()) {
+            Change {
+                old: Value::String(old.postgres.redacted_dsn()),
+                new: Value::String(new.postgres.redacted_dsn()),
+            }
+        } else {
+            Change {
+                old: old_value,
+                new: new_value,
+            }
+        };
+        changed.insert(key, change);
+    }
+    let restart_required = changed
+        .keys()
+        .filter(|key| RESTART_KEYS.contains(&key.as_str()))
+        .cloned()
+        .collect();
+    ReloadSummary {
+        changed,
+        restart_required,
+    }
+}
+
+/// `{"api": {"max_page_size": 5}}` becomes `{"api.max_page_size": 5}`.
+fn flatten(settings: &Settings) -> BTreeMap<String, Value> {
+    let mut flat = BTreeMap::new();
+    let value = serde_json::to_value(settings).unwrap_or(Value::Null);
+    flatten_into(&mut flat, String::new(), value);
+    flat
+}
+
+fn flatten_into(flat: &mut BTreeMap<String, Value>, prefix: String, value: Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten_into(flat, key, value);
+            }
+        }
+        other => {
+            flat.insert(prefix, other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lists_changed_keys_and_redacts_the_dsn() {
+        let old = Settings::default();
+        let mut new = Settings::default();
+        new.failure.chance = 0.5;
+        new.port = 9999;
+        new.postgres.dsn = "postgres://u:secret@other:5432/audit".to_owned();
+
+        let summary = summarize(&old, &new);
+
+        assert_eq!(
+            summary.changed.keys().collect::<Vec<_>>(),
+            ["failure.chance", "port", "postgres.dsn"]
+        );
+        assert_eq!(summary.changed["failure.chance"].new, 0.5);
+        assert_eq!(summary.restart_required, ["port"]);
+        let text = serde_json::to_string(&summary).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

@@ -1,0 +1,93 @@
+//! `POST /api/event` and `GET /api/event`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use audit_core::event::NewEvent;
+use metrics::{counter, histogram};
+use serde_json::json;
+
+use crate::body::read_limited;
+use crate::errors::ApiError;
+use crate::metrics::{DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL};
+use crate::routes::EVENTS_PATH;
+use crate::state::{AppState, Runtime};
+use crate::wire::incoming::parse_events;
+use crate::wire::outgoing::render_page;
+use crate::wire::page_query::parse_page_query;
+
+#[tracing::instrument(name = "post_events", skip_all)]
+pub async fn post_events(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = state.runtime();
+    inject_failure(&runtime)?;
+    let body = read_limited(&request, payload, runtime.settings.api.max_body_bytes).await?;
+    let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
+    drop(body);
+    let inserted = timed("insert_events", runtime.repository.insert_batch(&events)).await?;
+    count_inserted(&state, &runtime, &events);
+    Ok(HttpResponse::Created().json(json!({ "inserted": inserted })))
+}
+
+#[tracing::instrument(name = "get_events", skip_all)]
+pub async fn get_events(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = state.runtime();
+    inject_failure(&runtime)?;
+    let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
+    // One row more than asked says whether a next page exists, and where it starts.
+    let limit = i64::from(query.page_size) + 1;
+    let mut events = timed(
+        "select_page",
+        runtime.repository.page(query.page_token, limit),
+    )
+    .await?;
+    let next_page = if events.len() > query.page_size as usize {
+        events.pop().map(|event| event.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(render_page(&events, next_page, query.page_size)))
+}
+
+/// The original's deliberate failures, drawn before any database work so that an
+/// injected failure never stores anything.
+fn inject_failure(runtime: &Runtime) -> Result<(), ApiError> {
+    let chance = runtime.settings.failure.chance;
+    if chance > 0.0 && rand::random::<f64>() < chance {
+        counter!(INJECTED_FAILURES_TOTAL, "path_template" => EVENTS_PATH).increment(1);
+        return Err(ApiError::InjectedFailure);
+    }
+    Ok(())
+}
+
+async fn timed<T, E>(statement: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let started = Instant::now();
+    let result = call.await;
+    histogram!(DB_STATEMENT_DURATION_SECONDS, "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+fn count_inserted(state: &AppState, runtime: &Runtime, events: &[NewEvent]) {
+    let mut per_application: HashMap<&str, u64> = HashMap::new();
+    for event in events {
+        *per_application
+            .entry(event.application_name.as_str())
+            .or_default() += 1;
+    }
+    let limit = runtime.settings.metrics.max_application_labels;
+    for (application, count) in per_application {
+        let label = state.application_labels.label_for(application, limit);
+        counter!(EVENTS_INSERTED_TOTAL, "application" => label).increment(count);
+    }
+}

@@ -1,0 +1,32 @@
+//! The HTTP routes; each handler turns wire data into domain calls and back.
+
+use actix_web::web;
+
+mod events;
+mod fallback;
+mod internal;
+
+pub use fallback::not_found;
+
+/// The route patterns, also used as `path_template` metric labels.
+pub const EVENTS_PATH: &str = "/api/event";
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource(EVENTS_PATH)
+                .route(web::get().to(events::get_events))
+                .route(web::post().to(events::post_events))
+                .default_service(web::to(fallback::method_not_allowed)),
+        )
+        .service(internal_resource("/health", web::get().to(internal::health)))
+        .service(internal_resource("/ready", web::get().to(internal::ready)))
+        .service(internal_resource("/metrics", web::get().to(internal::metrics)))
+        .service(internal_resource("/reload", web::post().to(internal::reload)));
+}
+
+fn internal_resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(fallback::method_not_allowed))
+}

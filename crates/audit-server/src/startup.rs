@@ -1,0 +1,93 @@
+//! Builds the application: used by `main` and by the tests alike, so that tests run
+//! exactly what ships.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use audit_core::config::{ConfigSource, Settings};
+use audit_core::database;
+use audit_core::repository::EventRepository;
+
+use crate::middleware::record_http_metrics;
+use crate::state::{AppState, Runtime};
+use crate::telemetry::LogControl;
+use crate::{metrics, reload, routes};
+
+/// How long requests in flight may take to finish after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and prepares the server; the pool connects lazily, so this
+    /// succeeds while the database is down (`/ready` says so).
+    pub fn build(
+        settings: Settings,
+        config_source: ConfigSource,
+        log_control: LogControl,
+    ) -> anyhow::Result<Self> {
+        let prometheus = metrics::install_recorder().context("failed to install the metrics recorder")?;
+        let pool = database::build_pool(&settings.postgres)
+            .context("failed to build the database pool")?;
+        let address = (settings.host.as_str(), settings.port);
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let runtime = Runtime {
+            settings,
+            repository: EventRepository::new(pool),
+        };
+        let state = web::Data::new(AppState::new(runtime, config_source, log_control, prometheus));
+
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(record_http_metrics))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)
+        .context("failed to listen")?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets requests in flight finish. SIGHUP
+    /// reloads the configuration, like `POST /reload`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let reload_on_hangup = tokio::spawn(reload_on_sighup(self.state.clone()));
+        let result = self.server.await;
+        reload_on_hangup.abort();
+        result
+    }
+}
+
+async fn reload_on_sighup(state: web::Data<AppState>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        // The outcome is logged and counted by `reload`; nobody waits for it here.
+        let _ = reload::reload(&state).await;
+    }
+}

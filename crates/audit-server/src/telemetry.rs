@@ -1,0 +1,67 @@
+//! Logging set-up, with a handle that lets a reload change the level in place.
+
+use audit_core::config::{LogFormat, LogSettings};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
+
+/// Changes the active log filter; inert when logging was not set up (tests).
+#[derive(Clone, Debug, Default)]
+pub struct LogControl {
+    handle: Option<reload::Handle<EnvFilter, Registry>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log.level {level:?}: {problem}")]
+pub struct InvalidLogLevel {
+    level: String,
+    problem: String,
+}
+
+/// Parses a level or filter such as `info` or `warn,audit_server=debug`.
+pub fn parse_filter(level: &str) -> Result<EnvFilter, InvalidLogLevel> {
+    EnvFilter::builder()
+        .parse(level)
+        .map_err(|error| InvalidLogLevel {
+            level: level.to_owned(),
+            problem: error.to_string(),
+        })
+}
+
+/// Installs the global subscriber: text or JSON lines on standard output.
+pub fn init(settings: &LogSettings) -> anyhow::Result<LogControl> {
+    let (filter, handle) = reload::Layer::new(parse_filter(&settings.level)?);
+    let (text, json) = match settings.format {
+        LogFormat::Text => (Some(fmt::layer()), None),
+        LogFormat::Json => (None, Some(fmt::layer().json().flatten_event(true))),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .try_init()?;
+    Ok(LogControl {
+        handle: Some(handle),
+    })
+}
+
+impl LogControl {
+    pub fn apply(&self, filter: EnvFilter) -> anyhow::Result<()> {
+        if let Some(handle) = &self.handle {
+            handle.reload(filter)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_directives_parse_and_garbage_does_not() {
+        assert!(parse_filter("info").is_ok());
+        assert!(parse_filter("warn,audit_server=debug").is_ok());
+        assert!(parse_filter("audit_server=shouting").is_err());
+    }
+}

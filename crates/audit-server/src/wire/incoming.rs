@@ -1,0 +1,517 @@
+//! Turns a POST body into validated events in one pass over the JSON.
+//!
+//! serde's derive would stop at the first problem and could not say which field of
+//! which event was wrong, so the array and each event are read by hand-written
+//! visitors that keep going and collect every problem with its index and field.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use audit_core::event::{ApplicationName, EventKind, NewEvent, Payload};
+use audit_core::timestamp::EventTimestamp;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::errors::{ApiError, Detail};
+
+/// At most this many problems are reported, so a bad 16 MiB body cannot produce an
+/// even larger error body.
+pub const MAX_REPORTED_PROBLEMS: usize = 100;
+/// Unknown field names are cut to this many characters in error details.
+const MAX_REPORTED_NAME_CHARS: usize = 64;
+
+/// Parses and validates a whole batch; all of it is valid or nothing is returned.
+pub fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<NewEvent>, ApiError> {
+    let too_many = Cell::new(false);
+    let mut problems = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let outcome = BatchSeed {
+        max_events,
+        too_many: &too_many,
+        problems: &mut problems,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|events| deserializer.end().map(|()| events));
+
+    let events = match outcome {
+        Ok(events) => events,
+        Err(_) if too_many.get() => {
+            return Err(ApiError::TooManyEvents { limit: max_events });
+        }
+        Err(error) if error.is_data() => {
+            return Err(ApiError::Validation(vec![Detail {
+                problem: "the body must be a JSON array of event objects".to_owned(),
+                ..Detail::default()
+            }]));
+        }
+        Err(error) => {
+            return Err(ApiError::MalformedJson(Detail {
+                line: Some(error.line()),
+                column: Some(error.column()),
+                problem: error.to_string(),
+                ..Detail::default()
+            }));
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    Ok(events)
+}
+
+struct BatchSeed<'a> {
+    max_events: usize,
+    too_many: &'a Cell<bool>,
+    problems: &'a mut Vec<Detail>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<NewEvent>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<NewEvent>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+        let capacity = sequence.size_hint().unwrap_or(0).min(self.max_events);
+        let mut events = Vec::with_capacity(capacity);
+        let mut index = 0;
+        while let Some(outcome) = sequence.next_element_seed(EventSeed)? {
+            if index == self.max_events {
+                self.too_many.set(true);
+                return Err(de::Error::custom("too many events"));
+            }
+            match outcome {
+                Ok(event) => events.push(event),
+                Err(problems) => {
+                    for (field, problem) in problems {
+                        if self.problems.len() < MAX_REPORTED_PROBLEMS {
+                            self.problems.push(Detail {
+                                index: Some(index),
+                                field,
+                                problem,
+                                ..Detail::default()
+                            });
+                        }
+                    }
+                }
+            }
+            index += 1;
+        }
+        Ok(events)
+    }
+}
+
+/// One event's problems: the field (if any) and what is wrong with it.
+type Problems = Vec<(Option<String>, String)>;
+
+struct EventSeed;
+
+impl<'de> DeserializeSeed<'de> for EventSeed {
+    type Value = Result<NewEvent, Problems>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl EventVisitor {
+    fn not_an_object<E>(kind: &str) -> Result<Result<NewEvent, Problems>, E> {
+        Ok(Err(vec![(
+            None,
+            format!("expected an event object, found {kind}"),
+        )]))
+    }
+}
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = Result<NewEvent, Problems>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = EventFields::default();
+        while let Some(name) = map.next_key::<FieldName>()? {
+            match name {
+                FieldName::EventTs => {
+                    let value = map.next_value::<Text<'de>>()?;
+                    fields.store_text(EVENT_TS, value);
+                }
+                FieldName::ApplicationName => {
+                    let value = map.next_value::<Text<'de>>()?;
+                    fields.store_text(APPLICATION_NAME, value);
+                }
+                FieldName::EventKind => {
+                    let value = map.next_value::<Text<'de>>()?;
+                    fields.store_text(EVENT_KIND, value);
+                }
+                FieldName::Payload => {
+                    let value = map.next_value::<Box<RawValue>>()?;
+                    fields.store_payload(value);
+                }
+                FieldName::Unknown(name) => {
+                    map.next_value::<IgnoredAny>()?;
+                    fields.problems.push((Some(name), "unknown field".to_owned()));
+                }
+            }
+        }
+        Ok(fields.finish())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+        while sequence.next_element::<IgnoredAny>()?.is_some() {}
+        Self::not_an_object("an array")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Self::not_an_object("a boolean")
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Self::not_an_object("a number")
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Self::not_an_object("a number")
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Self::not_an_object("a number")
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Self::not_an_object("a string")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Self::not_an_object("null")
+    }
+}
+
+const EVENT_TS: &str = "event_ts";
+const APPLICATION_NAME: &str = "application_name";
+const EVENT_KIND: &str = "event_kind";
+const PAYLOAD: &str = "payload";
+
+/// The fields of one event as found, before validation.
+#[derive(Default)]
+struct EventFields<'de> {
+    event_ts: Option<Text<'de>>,
+    application_name: Option<Text<'de>>,
+    event_kind: Option<Text<'de>>,
+    payload: Option<Box<RawValue>>,
+    problems: Problems,
+}
+
+impl<'de> EventFields<'de> {
+    fn store_text(&mut self, field: &'static str, value: Text<'de>) {
+        let slot = match field {
+            EVENT_TS => &mut self.event_ts,
+            APPLICATION_NAME => &mut self.application_name,
+            _ => &mut self.event_kind,
+        };
+        if slot.is_some() {
+            self.problems
+                .push((Some(field.to_owned()), "is given more than once".to_owned()));
+            return;
+        }
+        *slot = Some(value);
+    }
+
+    fn store_payload(&mut self, value: Box<RawValue>) {
+        if self.payload.is_some() {
+            self.problems
+                .push((Some(PAYLOAD.to_owned()), "is given more than once".to_owned()));
+            return;
+        }
+        self.payload = Some(value);
+    }
+
+    /// Validates every field, collecting all problems rather than the first.
+    fn finish(mut self) -> Result<NewEvent, Problems> {
+        let event_ts = required_text(&mut self.problems, EVENT_TS, self.event_ts)
+            .and_then(|text| record(&mut self.problems, EVENT_TS, EventTimestamp::parse(&text)));
+        let application_name =
+            required_text(&mut self.problems, APPLICATION_NAME, self.application_name).and_then(
+                |text| {
+                    let parsed = ApplicationName::parse(text.into_owned());
+                    record(&mut self.problems, APPLICATION_NAME, parsed)
+                },
+            );
+        let event_kind = required_text(&mut self.problems, EVENT_KIND, self.event_kind)
+            .and_then(|text| record(&mut self.problems, EVENT_KIND, EventKind::parse(text.into_owned())));
+        let payload = match self.payload {
+            None => {
+                self.problems
+                    .push((Some(PAYLOAD.to_owned()), "is required".to_owned()));
+                None
+            }
+            Some(raw) => record(&mut self.problems, PAYLOAD, Payload::from_raw(raw)),
+        };
+        match (event_ts, application_name, event_kind, payload) {
+            (Some(event_ts), Some(application_name), Some(event_kind), Some(payload))
+                if self.problems.is_empty() =>
+            {
+                Ok(NewEvent {
+                    event_ts,
+                    application_name,
+                    event_kind,
+                    payload,
+                })
+            }
+            _ => Err(self.problems),
+        }
+    }
+}
+
+fn required_text<'de>(
+    problems: &mut Problems,
+    field: &'static str,
+    value: Option<Text<'de>>,
+) -> Option<Cow<'de, str>> {
+    match value {
+        None => {
+            problems.push((Some(field.to_owned()), "is required".to_owned()));
+            None
+        }
+        Some(Text::NotText(kind)) => {
+            problems.push((Some(field.to_owned()), format!("expected a string, found {kind}")));
+            None
+        }
+        Some(Text::Text(text)) => Some(text),
+    }
+}
+
+fn record<T, E: fmt::Display>(
+    problems: &mut Problems,
+    field: &'static str,
+    result: Result<T, E>,
+) -> Option<T> {
+    result
+        .map_err(|error| problems.push((Some(field.to_owned()), error.to_string())))
+        .ok()
+}
+
+/// An event field name; known names are matched without allocating.
+enum FieldName {
+    EventTs,
+    ApplicationName,
+    EventKind,
+    Payload,
+    Unknown(String),
+}
+
+impl<'de> de::Deserialize<'de> for FieldName {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(FieldNameVisitor)
+    }
+}
+
+struct FieldNameVisitor;
+
+impl Visitor<'_> for FieldNameVisitor {
+    type Value = FieldName;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a field name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<FieldName, E> {
+        Ok(match name {
+            EVENT_TS => FieldName::EventTs,
+            APPLICATION_NAME => FieldName::ApplicationName,
+            EVENT_KIND => FieldName::EventKind,
+            PAYLOAD => FieldName::Payload,
+            other => FieldName::Unknown(other.chars().take(MAX_REPORTED_NAME_CHARS).collect()),
+        })
+    }
+}
+
+/// A field value that should be a string; anything else is remembered by its kind so
+/// the problem can say what was found.
+enum Text<'de> {
+    Text(Cow<'de, str>),
+    NotText(&'static str),
+}
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Text::Text(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Text::Text(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Text::Text(Cow::Owned(text)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Text::NotText("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Text::NotText("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Text::NotText("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Text::NotText("a number"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Text::NotText("null"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+        while sequence.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Text::NotText("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Text::NotText("an object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(body: &str) -> Vec<Detail> {
+        match parse_events(body.as_bytes(), 10) {
+            Err(ApiError::Validation(details)) => details,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn detail(index: usize, field: &str, problem: &str) -> Detail {
+        Detail {
+            index: Some(index),
+            field: Some(field.to_owned()),
+            problem: problem.to_owned(),
+            ..Detail::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_batch_parses_with_exact_payload_text() {
+        let body = r#"[{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"a","event_kind":"k","payload":{"n":12345678901234567890123,"f":0.1}}]"#;
+
+        let events = parse_events(body.as_bytes(), 10).unwrap();
+
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].payload.as_json_text(),
+            r#"{"n":12345678901234567890123,"f":0.1}"#
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_index_and_field() {
+        let body = r#"[
+            {"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1},
+            {"event_ts":5,"application_name":"","event_kind":"k","payload":1,"extra":true},
+            {"application_name":"a","event_kind":"k"}
+        ]"#;
+
+        let problems = problems_of(body);
+
+        assert_eq!(
+            problems,
+            vec![
+                detail(1, "extra", "unknown field"),
+                detail(1, "event_ts", "expected a string, found a number"),
+                detail(1, "application_name", "must not be empty"),
+                detail(2, "event_ts", "is required"),
+                detail(2, "payload", "is required"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicated_field_is_a_problem() {
+        let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1}]"#;
+
+        assert_eq!(
+            problems_of(body),
+            vec![detail(0, "event_ts", "is given more than once")]
+        );
+    }
+
+    #[test]
+    fn elements_that_are_not_objects_are_problems() {
+        let problems = problems_of(r#"[1, "x", null, [], true]"#);
+
+        assert_eq!(problems.len(), 5);
+        assert!(problems.iter().all(|detail| detail.field.is_none()));
+        assert_eq!(problems[3].problem, "expected an event object, found an array");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_array_is_a_validation_error() {
+        assert_eq!(problems_of(r#"{"event_ts":"x"}"#).len(), 1);
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        match parse_events(b"[\n{\"a\": }]", 10) {
+            Err(ApiError::MalformedJson(detail)) => {
+                assert_eq!(detail.line, Some(2));
+                assert!(detail.column.is_some());
+            }
+            other => panic!("expected malformed json, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn more_events_than_the_limit_is_too_many() {
+        let body = format!("[{}]", vec!["1"; 11].join(","));
+
+        assert!(matches!(
+            parse_events(body.as_bytes(), 10),
+            Err(ApiError::TooManyEvents { limit: 10 })
+        ));
+    }
+
+    #[test]
+    fn the_number_of_reported_problems_is_capped() {
+        let body = format!("[{}]", vec!["{}"; 200].join(","));
+
+        match parse_events(body.as_bytes(), 1000) {
+            Err(ApiError::Validation(details)) => assert_eq!(details.len(), MAX_REPORTED_PROBLEMS),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+}
