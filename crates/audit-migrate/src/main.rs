@@ -18,7 +18,7 @@ struct Arguments {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let arguments: Arguments = argh::from_env();
+    let arguments: Arguments = audit_core::cli::arguments_from_env();
     let source = ConfigSource::from_command_line(arguments.config);
     let (settings, _) = source.load().context("failed to load the configuration")?;
     let target = settings.postgres.redacted_dsn();

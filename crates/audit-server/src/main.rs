@@ -18,7 +18,7 @@ struct Arguments {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let arguments: Arguments = argh::from_env();
+    let arguments: Arguments = audit_core::cli::arguments_from_env();
     let source = ConfigSource::from_command_line(arguments.config);
     let (settings, unknown_keys) = source.load().context("failed to load the configuration")?;
     let log_control = telemetry::init(&settings.log)?;

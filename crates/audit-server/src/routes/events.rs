@@ -79,11 +79,17 @@ async fn timed<T, E>(statement: &'static str, call: impl Future<Output = Result<
 }
 
 fn count_inserted(state: &AppState, runtime: &Runtime, events: &[NewEvent]) {
-    let mut per_application: HashMap<&str, u64> = HashMap::new();
+    // Counted in order of first appearance, so that which names get their own label
+    // under the limit does not depend on hash order.
+    let mut positions: HashMap<&str, usize> = HashMap::new();
+    let mut per_application: Vec<(&str, u64)> = Vec::new();
     for event in events {
-        *per_application
-            .entry(event.application_name.as_str())
-            .or_default() += 1;
+        let application = event.application_name.as_str();
+        let position = *positions.entry(application).or_insert_with(|| {
+            per_application.push((application, 0));
+            per_application.len() - 1
+        });
+        per_application[position].1 += 1;
     }
     let limit = runtime.settings.metrics.max_application_labels;
     for (application, count) in per_application {

@@ -1,0 +1,10 @@
+//! Integration tests of the whole service: the real application over HTTP, against a
+//! fresh PostgreSQL database per test.
+
+mod failure_injection;
+mod get_event;
+mod internal;
+mod post_event;
+mod post_event_validation;
+mod process;
+mod reload;

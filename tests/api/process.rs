@@ -1,0 +1,107 @@
+//! The real binary: SIGHUP reloads, SIGTERM and SIGINT stop it cleanly.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use audit_tests::server_process::ServerProcess;
+use audit_tests::test_app::{test_settings, write_config};
+use audit_tests::test_database::TestDatabase;
+use serde_json::json;
+
+async fn server_with_config(database: &TestDatabase) -> (ServerProcess, tempfile::NamedTempFile) {
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write_config(&mut config, &test_settings(database));
+    let server = ServerProcess::start(config.path()).await;
+    (server, config)
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file() {
+    let database = TestDatabase::create_migrated().await;
+    let (server, mut config) = server_with_config(&database).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/event", server.address);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+
+    let mut settings = test_settings(&database);
+    settings.failure.chance = 1.0;
+    write_config(&mut config, &settings);
+    server.signal("HUP");
+
+    let mut status = 0;
+    for _ in 0..100 {
+        status = client.get(&url).send().await.unwrap().status().as_u16();
+        if status == 500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 500, "the reload did not take effect");
+}
+
+#[tokio::test]
+async fn sigint_stops_the_server_with_exit_code_0() {
+    let database = TestDatabase::create_migrated().await;
+    let (mut server, _config) = server_with_config(&database).await;
+
+    server.signal("INT");
+
+    let status = server.wait_for_exit(Duration::from_secs(40)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
+    let database = TestDatabase::create_migrated().await;
+    let (mut server, _config) = server_with_config(&database).await;
+    let url = format!("{}/api/event", server.address);
+    let mut clients = Vec::new();
+    for client_number in 0..4u64 {
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acknowledged = Vec::new();
+            for n in 0..10_000u64 {
+                let id = client_number * 1_000_000 + n;
+                let body = json!([{
+                    "event_ts": "2023-12-05T12:55:52Z",
+                    "application_name": "a",
+                    "event_kind": "k",
+                    "payload": {"id": id},
+                }]);
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status() == 201 => acknowledged.push(id),
+                    Ok(response) => assert!(
+                        response.status().is_server_error(),
+                        "unexpected {}",
+                        response.status()
+                    ),
+                    Err(_) => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    server.signal("TERM");
+    let status = server.wait_for_exit(Duration::from_secs(40)).await;
+
+    assert_eq!(status.code(), Some(0));
+    let mut acknowledged = HashSet::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty(), "no request succeeded before the stop");
+    let stored: HashSet<u64> = database
+        .client()
+        .await
+        .query("SELECT (payload->>'id')::bigint FROM events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, i64>(0) as u64)
+        .collect();
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}

@@ -1,0 +1,123 @@
+//! `POST /reload`: each reloadable key takes effect; a bad config changes nothing.
+
+use audit_tests::test_app::{event, json_body, spawn_app, write_config_text};
+use audit_tests::test_database::TestDatabase;
+use serde_json::json;
+
+#[tokio::test]
+async fn reloading_failure_chance_takes_effect_at_once() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.get_events("").await.status(), 200);
+
+    let response = app.reload_with(|settings| settings.failure.chance = 1.0).await;
+
+    assert_eq!(response.status(), 200);
+    let summary = json_body(response).await;
+    assert_eq!(summary["changed"]["failure.chance"], json!({"old": 0.0, "new": 1.0}));
+    assert_eq!(app.get_events("").await.status(), 500);
+}
+
+#[tokio::test]
+async fn reloading_the_batch_and_body_limits_takes_effect() {
+    let mut app = spawn_app().await;
+    let six: Vec<_> = (0..6).map(|n| event("a", json!(n))).collect();
+    assert_eq!(app.post_events(&json!(six)).await.status(), 201);
+
+    app.reload_with(|settings| settings.api.max_batch_events = 5).await;
+    assert_eq!(app.post_events(&json!(six)).await.status(), 413);
+
+    app.reload_with(|settings| {
+        settings.api.max_batch_events = 100;
+        settings.api.max_body_bytes = 100;
+    })
+    .await;
+    let response = app.post_events(&json!(six)).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(json_body(response).await["error"], "body_too_large");
+}
+
+#[tokio::test]
+async fn reloading_page_sizes_takes_effect() {
+    let mut app = spawn_app().await;
+    let batch: Vec<_> = (0..8).map(|n| event("a", json!(n))).collect();
+    app.post_events(&json!(batch)).await;
+
+    app.reload_with(|settings| {
+        settings.api.default_page_size = 3;
+        settings.api.max_page_size = 5;
+    })
+    .await;
+
+    let page = json_body(app.get_events("").await).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 3);
+    assert_eq!(app.get_events("?page_size=5").await.status(), 200);
+    assert_eq!(app.get_events("?page_size=6").await.status(), 422);
+}
+
+#[tokio::test]
+async fn reloading_the_log_level_is_reported_and_a_bad_level_refused() {
+    let mut app = spawn_app().await;
+
+    let good = app.reload_with(|settings| settings.log.level = "debug".to_owned()).await;
+    let bad = app
+        .reload_with(|settings| settings.log.level = "audit_server=shouting".to_owned())
+        .await;
+
+    assert_eq!(good.status(), 200);
+    assert_eq!(
+        json_body(good).await["changed"]["log.level"],
+        json!({"old": "info", "new": "debug"})
+    );
+    assert_eq!(bad.status(), 422);
+    assert_eq!(json_body(bad).await["error"], "invalid_config");
+}
+
+#[tokio::test]
+async fn reloading_the_dsn_moves_writes_to_the_new_database() {
+    let mut app = spawn_app().await;
+    let second = TestDatabase::create_migrated().await;
+    app.post_events(&json!([event("first", json!(1))])).await;
+
+    let response = app
+        .reload_with(|settings| settings.postgres.dsn = second.settings.dsn.clone())
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(json_body(response).await["changed"]["postgres.dsn"].is_object());
+    app.post_events(&json!([event("second", json!(2))])).await;
+
+    assert_eq!(app.database.count_events().await, 1);
+    assert_eq!(second.count_events().await, 1);
+}
+
+#[tokio::test]
+async fn a_dsn_that_does_not_answer_is_refused_and_the_old_pool_kept() {
+    let mut app = spawn_app().await;
+
+    let response = app
+        .reload_with(|settings| {
+            settings.postgres.dsn = "postgres://postgres@127.0.0.1:1/audit".to_owned();
+        })
+        .await;
+
+    assert_eq!(response.status(), 422);
+    assert_eq!(json_body(response).await["error"], "database_unreachable");
+    assert_eq!(app.post_events(&json!([event("a", json!(1))])).await.status(), 201);
+}
+
+#[tokio::test]
+async fn invalid_toml_and_invalid_values_are_refused_and_the_old_config_stays() {
+    let mut app = spawn_app().await;
+
+    for text in ["port = [", "[failure]\nchance = 2.0\n", "[api]\nmax_page_size = \"many\"\n"] {
+        write_config_text(&mut app.config_file, text);
+        let response = app.reload().await;
+        assert_eq!(response.status(), 422, "{text}");
+        let body = json_body(response).await;
+        assert_eq!(body["error"], "invalid_config", "{text}");
+        assert!(body["message"].as_str().unwrap().len() > 10, "{body}");
+    }
+
+    assert_eq!(app.get_events("?page_size=1000").await.status(), 200);
+    let metrics = app.metrics_text().await;
+    assert!(metrics.contains(r#"config_reloads_total{result="failure"} 3"#), "{metrics}");
+}

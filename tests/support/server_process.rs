@@ -1,0 +1,102 @@
+//! The installed-style `audit-server` binary as a child process, for what only a real
+//! process shows: signals and exit codes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: String,
+}
+
+/// `target/<profile>/audit-server`, next to the directory of this test executable.
+pub fn server_binary() -> PathBuf {
+    let executable = std::env::current_exe().unwrap();
+    let profile_directory = executable.parent().unwrap().parent().unwrap();
+    let binary = profile_directory.join("audit-server");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (`cargo build --bins`; `cargo xtask ci` does)",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts the binary with the given config file and waits until it answers.
+    pub async fn start(config: &std::path::Path) -> Self {
+        let port = free_port();
+        let child = Command::new(server_binary())
+            .arg("--config")
+            .arg(config)
+            .env_clear()
+            .env("APP_HOST", "127.0.0.1")
+            .env("APP_PORT", port.to_string())
+            .env("APP_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_until_healthy().await;
+        server
+    }
+
+    async fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/health", self.address)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become healthy within 20 s");
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, killing it after the timeout.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the server did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

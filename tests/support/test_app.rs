@@ -1,0 +1,146 @@
+//! The real application, built by `Application::build` as `main` does, on port 0
+//! against a fresh database, configured through a TOML file the test may rewrite.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use audit_core::config::{ConfigSource, Settings};
+use audit_server::startup::Application;
+use audit_server::telemetry::LogControl;
+use serde_json::Value;
+
+use crate::test_database::TestDatabase;
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub database: TestDatabase,
+    pub settings: Settings,
+    pub config_file: tempfile::NamedTempFile,
+}
+
+/// Settings for a test: loopback, any free port, no injected failures.
+pub fn test_settings(database: &TestDatabase) -> Settings {
+    let mut settings = Settings::default();
+    settings.host = "127.0.0.1".to_owned();
+    settings.port = 0;
+    settings.postgres = database.settings.clone();
+    settings.failure.chance = 0.0;
+    settings
+}
+
+/// Writes settings as the TOML config file a server reads.
+pub fn write_config(file: &mut tempfile::NamedTempFile, settings: &Settings) {
+    let text = toml::to_string(settings).unwrap();
+    write_config_text(file, &text);
+}
+
+pub fn write_config_text(file: &mut tempfile::NamedTempFile, text: &str) {
+    let handle = file.as_file_mut();
+    handle.set_len(0).unwrap();
+    std::io::Seek::rewind(handle).unwrap();
+    handle.write_all(text.as_bytes()).unwrap();
+    handle.sync_all().unwrap();
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the application after `customize` has adjusted the test settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = TestDatabase::create_migrated().await;
+    spawn_app_on(database, customize).await
+}
+
+/// Spawns the application against a database the test prepared itself.
+pub async fn spawn_app_on(
+    database: TestDatabase,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = test_settings(&database);
+    customize(&mut settings);
+    let mut config_file = tempfile::NamedTempFile::new().unwrap();
+    write_config(&mut config_file, &settings);
+    // An empty environment keeps the developer's APP_* variables out of the tests.
+    let source = ConfigSource {
+        file: Some(config_file.path().to_owned()),
+        file_required: true,
+        environment: Some(HashMap::new()),
+    };
+    let (loaded, _) = source.load().unwrap();
+    let application = Application::build(loaded, source, LogControl::default()).unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        database,
+        settings,
+        config_file,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+        self.post_raw(serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/event"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_events(&self, query: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/api/event{query}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Rewrites the config file and asks the server to reload it.
+    pub async fn reload_with(&mut self, customize: impl FnOnce(&mut Settings)) -> reqwest::Response {
+        customize(&mut self.settings);
+        let settings = self.settings.clone();
+        write_config(&mut self.config_file, &settings);
+        self.reload().await
+    }
+
+    pub async fn reload(&self) -> reqwest::Response {
+        self.http.post(self.url("/reload")).send().await.unwrap()
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+/// A valid event with the given application name and payload.
+pub fn event(application: &str, payload: Value) -> Value {
+    serde_json::json!({
+        "event_ts": "2023-12-05T12:55:52.805022Z",
+        "application_name": application,
+        "event_kind": "UserLogin",
+        "payload": payload,
+    })
+}
+
+/// Reads a JSON body, failing the test with the raw text when it is not JSON.
+pub async fn json_body(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}

@@ -1,0 +1,110 @@
+//! A fresh, uniquely named database per test, dropped when the test ends.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use audit_core::config::PostgresSettings;
+use audit_core::database::{self, quote_identifier};
+use tokio_postgres::{Client, NoTls};
+
+/// The server the tests use; override with `AUDIT_TEST_DATABASE_URL`.
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestDatabase {
+    pub name: String,
+    pub settings: PostgresSettings,
+}
+
+fn admin_url() -> String {
+    std::env::var("AUDIT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+impl TestDatabase {
+    /// Creates an empty database, without the schema.
+    pub async fn create_empty() -> Self {
+        let name = format!(
+            "audit_test_{}_{}_{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut config = tokio_postgres::Config::from_str(&admin_url()).unwrap();
+        config.dbname(&name);
+        let settings = PostgresSettings {
+            dsn: dsn_for(&config),
+            pool_size: 8,
+            ..PostgresSettings::default()
+        };
+        database::create_database_if_missing(&settings)
+            .await
+            .expect("PostgreSQL must be running for the tests (see README)");
+        Self { name, settings }
+    }
+
+    /// Creates a database and applies every migration.
+    pub async fn create_migrated() -> Self {
+        let database = Self::create_empty().await;
+        database::migrate(&database.settings).await.unwrap();
+        database
+    }
+
+    pub async fn client(&self) -> Client {
+        database::connect(&self.settings).await.unwrap()
+    }
+
+    pub async fn count_events(&self) -> i64 {
+        self.client()
+            .await
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+fn dsn_for(config: &tokio_postgres::Config) -> String {
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let password = config
+        .get_password()
+        .map(|bytes| format!(":{}", String::from_utf8_lossy(bytes)))
+        .unwrap_or_default();
+    let name = config.get_dbname().unwrap_or("postgres");
+    format!("postgres://{user}{password}@{host}:{port}/{name}")
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot be async, and the test's runtime may be shutting down, so the
+        // database is dropped from a thread with a runtime of its own.
+        let name = self.name.clone();
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                else {
+                    return;
+                };
+                tokio::spawn(connection);
+                let statement = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_identifier(&name)
+                );
+                let _ = client.batch_execute(&statement).await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
