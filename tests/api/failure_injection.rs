@@ -59,7 +59,10 @@ async fn at_chance_one_tenth_about_one_request_in_ten_fails() {
     // Binomial(1000, 0.1): mean 100, standard deviation 9.5. These bounds are more
     // than four deviations away, so a correct server fails this about once in 30,000
     // runs, while chance 0.05 or 0.15 fails it almost always.
-    assert!((60..=140).contains(&failures), "{failures} injected failures in {requests}");
+    assert!(
+        (60..=140).contains(&failures),
+        "{failures} injected failures in {requests}"
+    );
     let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!(

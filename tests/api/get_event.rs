@@ -50,9 +50,17 @@ async fn the_first_page_has_the_newest_events_and_the_default_size() {
     assert_eq!(numbers(&page), (5..15).rev().collect::<Vec<_>>());
     assert!(page["next_page"].is_i64());
     let item = &page["data"][0];
-    let mut keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = item
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["application_name", "event_kind", "event_ts", "payload"]);
+    assert_eq!(
+        keys,
+        ["application_name", "event_kind", "event_ts", "payload"]
+    );
     assert_eq!(item["event_ts"], "2023-12-05T12:55:52.805022Z");
 }
 
@@ -67,7 +75,10 @@ async fn next_page_is_null_on_the_last_page() {
 
     assert_eq!(numbers(&full), [3, 2, 1, 0]);
     assert_eq!(full["next_page"], Value::Null);
-    assert_eq!(nothing, json!({"next_page": null, "page_size": 10, "data": []}));
+    assert_eq!(
+        nothing,
+        json!({"next_page": null, "page_size": 10, "data": []})
+    );
 }
 
 #[tokio::test]
@@ -107,7 +118,10 @@ async fn a_walk_sees_every_event_committed_before_it_once_while_others_write() {
     let unique: HashSet<u64> = seen.iter().copied().collect();
     assert_eq!(unique.len(), seen.len(), "an event was seen twice");
     for n in 0..300 {
-        assert!(unique.contains(&n), "event {n} committed before the walk was missed");
+        assert!(
+            unique.contains(&n),
+            "event {n} committed before the walk was missed"
+        );
     }
     let before_walk: Vec<u64> = seen.iter().copied().filter(|n| *n < 300).collect();
     assert_eq!(before_walk, (0..300).rev().collect::<Vec<_>>());

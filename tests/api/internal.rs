@@ -66,8 +66,11 @@ async fn a_wrong_method_is_405_with_a_json_body() {
 #[tokio::test]
 async fn metrics_use_the_original_names_with_bounded_labels() {
     let app = spawn_app().await;
-    app.post_events(&json!([event("billing", json!(1)), event("billing", json!(2))]))
-        .await;
+    app.post_events(&json!([
+        event("billing", json!(1)),
+        event("billing", json!(2))
+    ]))
+    .await;
     app.get_events("?page_size=1").await;
     app.get("/no/such/path/12345").await;
 
@@ -124,7 +127,10 @@ async fn application_labels_beyond_the_limit_are_counted_as_other() {
         .filter(|line| line.starts_with("events_inserted_total{"))
         .collect();
     assert_eq!(labels.len(), 3, "{labels:?}");
-    assert!(metrics.contains(r#"events_inserted_total{application="__other__"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"events_inserted_total{application="__other__"} 2"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

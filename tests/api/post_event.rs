@@ -29,8 +29,16 @@ async fn a_valid_batch_is_stored_and_answered_with_201_and_its_count() {
     assert_eq!(
         stored,
         vec![
-            ("a".to_owned(), "UserLogin".to_owned(), r#"{"n":1}"#.to_owned()),
-            ("b".to_owned(), "UserLogin".to_owned(), r#"{"n":2}"#.to_owned()),
+            (
+                "a".to_owned(),
+                "UserLogin".to_owned(),
+                r#"{"n":1}"#.to_owned()
+            ),
+            (
+                "b".to_owned(),
+                "UserLogin".to_owned(),
+                r#"{"n":2}"#.to_owned()
+            ),
         ]
     );
 }
@@ -89,12 +97,7 @@ async fn payloads_of_every_json_type_round_trip_exactly() {
     let response = app.post_raw(body).await;
     assert_eq!(response.status(), 201);
 
-    let page = app
-        .get_events("?page_size=100")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_events("?page_size=100").await.text().await.unwrap();
     // Newest first, so the payloads come back in reverse order, each verbatim.
     for payload in payloads {
         assert!(
@@ -119,13 +122,20 @@ async fn payloads_of_every_json_type_round_trip_exactly() {
 async fn timestamps_are_normalised_to_utc_with_microseconds() {
     let app = spawn_app().await;
     let cases = [
-        ("2023-12-05T14:55:52.805022+02:00", "2023-12-05T12:55:52.805022Z"),
+        (
+            "2023-12-05T14:55:52.805022+02:00",
+            "2023-12-05T12:55:52.805022Z",
+        ),
         ("2023-12-05T12:55:52", "2023-12-05T12:55:52.000000Z"),
         ("2023-12-05T07:55:52.5-05:00", "2023-12-05T12:55:52.500000Z"),
-        ("2023-12-05T12:55:52.8050225Z", "2023-12-05T12:55:52.805023Z"),
+        (
+            "2023-12-05T12:55:52.8050225Z",
+            "2023-12-05T12:55:52.805023Z",
+        ),
     ];
     for (sent, _) in cases {
-        let body = json!([{"event_ts": sent, "application_name": "a", "event_kind": "k", "payload": {}}]);
+        let body =
+            json!([{"event_ts": sent, "application_name": "a", "event_kind": "k", "payload": {}}]);
         assert_eq!(app.post_events(&body).await.status(), 201, "{sent}");
     }
 

@@ -81,7 +81,14 @@ async fn sixty_three_cyrillic_letters_are_126_bytes_and_rejected() {
 async fn empty_names_and_names_that_are_not_strings_are_rejected() {
     let app = spawn_app().await;
     for field in ["application_name", "event_kind"] {
-        for value in [json!(""), json!(5), json!(["a"]), json!({"a": 1}), json!(null), json!("a\u{0}b")] {
+        for value in [
+            json!(""),
+            json!(5),
+            json!(["a"]),
+            json!({"a": 1}),
+            json!(null),
+            json!("a\u{0}b"),
+        ] {
             let body = rejection_of_field(&app, field, Some(value.clone())).await;
             assert_eq!(only_problem(&body).1, field, "{value}");
         }
@@ -94,7 +101,10 @@ async fn every_missing_field_is_rejected_including_payload() {
     for field in ["event_ts", "application_name", "event_kind", "payload"] {
         let body = rejection_of_field(&app, field, None).await;
         let (index, rejected_field, problem) = only_problem(&body);
-        assert_eq!((index, rejected_field, problem), (&json!(1), field, "is required"));
+        assert_eq!(
+            (index, rejected_field, problem),
+            (&json!(1), field, "is required")
+        );
     }
 }
 
@@ -181,7 +191,12 @@ async fn more_events_than_the_limit_is_413_and_the_server_stays_healthy() {
     assert_eq!(json_body(response).await["error"], "too_many_events");
     assert_eq!(app.database.count_events().await, 0);
     assert_eq!(app.get("/health").await.status(), 200);
-    assert_eq!(app.post_events(&json!([event("a", json!(1))])).await.status(), 201);
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -196,7 +211,12 @@ async fn a_body_over_the_byte_limit_is_413_and_the_server_stays_healthy() {
     assert_eq!(response.status(), 413);
     assert_eq!(json_body(response).await["error"], "body_too_large");
     assert_eq!(app.database.count_events().await, 0);
-    assert_eq!(app.post_events(&json!([event("a", json!(1))])).await.status(), 201);
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]

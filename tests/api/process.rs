@@ -92,7 +92,10 @@ async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
     for client in clients {
         acknowledged.extend(client.await.unwrap());
     }
-    assert!(!acknowledged.is_empty(), "no request succeeded before the stop");
+    assert!(
+        !acknowledged.is_empty(),
+        "no request succeeded before the stop"
+    );
     let stored: HashSet<u64> = database
         .client()
         .await

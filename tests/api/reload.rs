@@ -9,11 +9,16 @@ async fn reloading_failure_chance_takes_effect_at_once() {
     let mut app = spawn_app().await;
     assert_eq!(app.get_events("").await.status(), 200);
 
-    let response = app.reload_with(|settings| settings.failure.chance = 1.0).await;
+    let response = app
+        .reload_with(|settings| settings.failure.chance = 1.0)
+        .await;
 
     assert_eq!(response.status(), 200);
     let summary = json_body(response).await;
-    assert_eq!(summary["changed"]["failure.chance"], json!({"old": 0.0, "new": 1.0}));
+    assert_eq!(
+        summary["changed"]["failure.chance"],
+        json!({"old": 0.0, "new": 1.0})
+    );
     assert_eq!(app.get_events("").await.status(), 500);
 }
 
@@ -23,7 +28,8 @@ async fn reloading_the_batch_and_body_limits_takes_effect() {
     let six: Vec<_> = (0..6).map(|n| event("a", json!(n))).collect();
     assert_eq!(app.post_events(&json!(six)).await.status(), 201);
 
-    app.reload_with(|settings| settings.api.max_batch_events = 5).await;
+    app.reload_with(|settings| settings.api.max_batch_events = 5)
+        .await;
     assert_eq!(app.post_events(&json!(six)).await.status(), 413);
 
     app.reload_with(|settings| {
@@ -58,7 +64,9 @@ async fn reloading_page_sizes_takes_effect() {
 async fn reloading_the_log_level_is_reported_and_a_bad_level_refused() {
     let mut app = spawn_app().await;
 
-    let good = app.reload_with(|settings| settings.log.level = "debug".to_owned()).await;
+    let good = app
+        .reload_with(|settings| settings.log.level = "debug".to_owned())
+        .await;
     let bad = app
         .reload_with(|settings| settings.log.level = "audit_server=shouting".to_owned())
         .await;
@@ -101,14 +109,23 @@ async fn a_dsn_that_does_not_answer_is_refused_and_the_old_pool_kept() {
 
     assert_eq!(response.status(), 422);
     assert_eq!(json_body(response).await["error"], "database_unreachable");
-    assert_eq!(app.post_events(&json!([event("a", json!(1))])).await.status(), 201);
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]
 async fn invalid_toml_and_invalid_values_are_refused_and_the_old_config_stays() {
     let mut app = spawn_app().await;
 
-    for text in ["port = [", "[failure]\nchance = 2.0\n", "[api]\nmax_page_size = \"many\"\n"] {
+    for text in [
+        "port = [",
+        "[failure]\nchance = 2.0\n",
+        "[api]\nmax_page_size = \"many\"\n",
+    ] {
         write_config_text(&mut app.config_file, text);
         let response = app.reload().await;
         assert_eq!(response.status(), 422, "{text}");
@@ -119,5 +136,8 @@ async fn invalid_toml_and_invalid_values_are_refused_and_the_old_config_stays() 
 
     assert_eq!(app.get_events("?page_size=1000").await.status(), 200);
     let metrics = app.metrics_text().await;
-    assert!(metrics.contains(r#"config_reloads_total{result="failure"} 3"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"config_reloads_total{result="failure"} 3"#),
+        "{metrics}"
+    );
 }

@@ -113,7 +113,10 @@ impl TestApp {
     }
 
     /// Rewrites the config file and asks the server to reload it.
-    pub async fn reload_with(&mut self, customize: impl FnOnce(&mut Settings)) -> reqwest::Response {
+    pub async fn reload_with(
+        &mut self,
+        customize: impl FnOnce(&mut Settings),
+    ) -> reqwest::Response {
         customize(&mut self.settings);
         let settings = self.settings.clone();
         write_config(&mut self.config_file, &settings);

@@ -314,8 +314,7 @@ impl Settings {
         if self.api.max_page_size == 0 {
             return invalid("api.max_page_size", "must be at least 1");
         }
-        if self.api.default_page_size == 0 || self.api.default_page_size > self.api.max_page_size
-        {
+        if self.api.default_page_size == 0 || self.api.default_page_size > self.api.max_page_size {
             return invalid(
                 "api.default_page_size",
                 "must be between 1 and api.max_page_size",

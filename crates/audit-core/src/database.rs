@@ -112,7 +112,9 @@ pub async fn create_database_if_missing(
     match client.batch_execute(&statement).await {
         Ok(()) => Ok(true),
         // Another process created it between our check and our CREATE.
-        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+        {
             Ok(false)
         }
         Err(error) => Err(create_error(error)),

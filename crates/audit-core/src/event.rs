@@ -143,7 +143,10 @@ impl Eq for Payload {}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.debug_tuple("Payload").field(&self.0.get()).finish()
+        formatter
+            .debug_tuple("Payload")
+            .field(&self.0.get())
+            .finish()
     }
 }
 
@@ -157,8 +160,7 @@ fn contains_nul_escape(json: &str) -> bool {
             index += 1;
             continue;
         }
-        if bytes.get(index + 1) == Some(&b'u') && bytes.get(index + 2..index + 6) == Some(b"0000")
-        {
+        if bytes.get(index + 1) == Some(&b'u') && bytes.get(index + 2..index + 6) == Some(b"0000") {
             return true;
         }
         index += 2;
@@ -201,7 +203,11 @@ mod tests {
 
     #[test]
     fn payload_keeps_its_exact_text() {
-        for text in ["12345678901234567890123", "0.1", r#"{"b":1,"a":[true,null]}"#] {
+        for text in [
+            "12345678901234567890123",
+            "0.1",
+            r#"{"b":1,"a":[true,null]}"#,
+        ] {
             assert_eq!(Payload::parse(text).unwrap().as_json_text(), text);
         }
     }

@@ -89,7 +89,10 @@ impl EventRepository {
             .iter()
             .map(|event| event.application_name.as_str())
             .collect();
-        let kinds: Vec<&str> = events.iter().map(|event| event.event_kind.as_str()).collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|event| event.event_kind.as_str())
+            .collect();
         let payloads: Vec<JsonText<'_>> = events
             .iter()
             .map(|event| JsonText(event.payload.as_json_text()))
@@ -131,7 +134,10 @@ impl EventRepository {
     /// Succeeds when the database answers and has every migration of this build.
     pub async fn check_ready(&self) -> Result<(), StorageError> {
         let client = self.connection().await?;
-        let query = format!("SELECT max(version)::bigint FROM {}", migrations::HISTORY_TABLE);
+        let query = format!(
+            "SELECT max(version)::bigint FROM {}",
+            migrations::HISTORY_TABLE
+        );
         let expected = migrations::latest_version();
         let found: Option<i64> = match client.query_one(&query, &[]).await {
             Ok(row) => row.get(0),

@@ -13,9 +13,8 @@ use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// The format of every timestamp the API returns: UTC, `Z`, always six fraction digits.
-const OUTPUT_FORMAT: &[FormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const OUTPUT_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// A point in time, in UTC, with microsecond precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,8 +69,8 @@ impl EventTimestamp {
         if second > 59 {
             return Err(TimestampError::OutOfRange("second"));
         }
-        let time = Time::from_hms(hour, minute, second)
-            .map_err(|_| TimestampError::OutOfRange("time"))?;
+        let time =
+            Time::from_hms(hour, minute, second).map_err(|_| TimestampError::OutOfRange("time"))?;
         let local = PrimitiveDateTime::new(date, time).assume_offset(offset);
         let rounded = round_to_microsecond(local, nanosecond)?;
         Self::from_offset_date_time(rounded)
@@ -291,7 +290,10 @@ mod tests {
             "+12023-12-05T12:55:52Z",
             "2023-12-05T12:55:52\u{0}",
         ] {
-            assert!(EventTimestamp::parse(text).is_err(), "{text:?} was accepted");
+            assert!(
+                EventTimestamp::parse(text).is_err(),
+                "{text:?} was accepted"
+            );
         }
     }
 

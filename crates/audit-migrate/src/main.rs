@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
         println!("{target}: schema up to date, nothing to apply");
     }
     for migration in applied {
-        println!("{target}: applied V{}__{}", migration.version, migration.name);
+        println!(
+            "{target}: applied V{}__{}",
+            migration.version, migration.name
+        );
     }
     Ok(())
 }

@@ -115,9 +115,7 @@ impl ResponseError for ApiError {
             | Self::Validation(_)
             | Self::InvalidQuery(_)
             | Self::DataRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             Self::InjectedFailure | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -66,7 +66,10 @@ fn describe_metrics() {
         Unit::Seconds,
         "Time from receiving a request to having its response."
     );
-    describe_gauge!(HTTP_REQUESTS_IN_PROGRESS, "HTTP requests being handled now.");
+    describe_gauge!(
+        HTTP_REQUESTS_IN_PROGRESS,
+        "HTTP requests being handled now."
+    );
     describe_counter!(
         HTTP_EXCEPTIONS_TOTAL,
         "Requests that ended in a server error (5xx), by error type."
@@ -76,7 +79,10 @@ fn describe_metrics() {
         DB_POOL_CONNECTIONS,
         "Database connections held by the pool, by state (in_use, idle)."
     );
-    describe_gauge!(DB_POOL_WAITING, "Requests waiting for a database connection.");
+    describe_gauge!(
+        DB_POOL_WAITING,
+        "Requests waiting for a database connection."
+    );
     describe_gauge!(DB_POOL_MAX_SIZE, "Most connections the pool may open.");
     describe_histogram!(
         DB_STATEMENT_DURATION_SECONDS,
@@ -88,7 +94,10 @@ fn describe_metrics() {
         "Deliberate 500 responses made by failure.chance."
     );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result.");
-    describe_gauge!(BUILD_INFO, "Always 1; the labels carry the build's version.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels carry the build's version."
+    );
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 

@@ -46,7 +46,11 @@ pub enum ReloadError {
 /// Reloads and returns what changed; on error the old configuration stays in force.
 pub async fn reload(state: &AppState) -> Result<ReloadSummary, ReloadError> {
     let outcome = apply(state).await;
-    let result = if outcome.is_ok() { "success" } else { "failure" };
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
     metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
     match &outcome {
         Ok(summary) => tracing::info!(changed = ?summary.changed.keys(), "configuration reloaded"),

@@ -34,7 +34,8 @@ impl Application {
         config_source: ConfigSource,
         log_control: LogControl,
     ) -> anyhow::Result<Self> {
-        let prometheus = metrics::install_recorder().context("failed to install the metrics recorder")?;
+        let prometheus =
+            metrics::install_recorder().context("failed to install the metrics recorder")?;
         let pool = database::build_pool(&settings.postgres)
             .context("failed to build the database pool")?;
         let address = (settings.host.as_str(), settings.port);
@@ -45,7 +46,12 @@ impl Application {
             settings,
             repository: EventRepository::new(pool),
         };
-        let state = web::Data::new(AppState::new(runtime, config_source, log_control, prometheus));
+        let state = web::Data::new(AppState::new(
+            runtime,
+            config_source,
+            log_control,
+            prometheus,
+        ));
 
         let app_state = state.clone();
         let server = HttpServer::new(move || {

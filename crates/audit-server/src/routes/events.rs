@@ -11,7 +11,9 @@ use serde_json::json;
 
 use crate::body::read_limited;
 use crate::errors::ApiError;
-use crate::metrics::{DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL};
+use crate::metrics::{
+    DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL,
+};
 use crate::routes::EVENTS_PATH;
 use crate::state::{AppState, Runtime};
 use crate::wire::incoming::parse_events;
@@ -70,7 +72,10 @@ fn inject_failure(runtime: &Runtime) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn timed<T, E>(statement: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+async fn timed<T, E>(
+    statement: &'static str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
     histogram!(DB_STATEMENT_DURATION_SECONDS, "statement" => statement)

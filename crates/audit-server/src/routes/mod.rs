@@ -19,10 +19,19 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::post().to(events::post_events))
                 .default_service(web::to(fallback::method_not_allowed)),
         )
-        .service(internal_resource("/health", web::get().to(internal::health)))
+        .service(internal_resource(
+            "/health",
+            web::get().to(internal::health),
+        ))
         .service(internal_resource("/ready", web::get().to(internal::ready)))
-        .service(internal_resource("/metrics", web::get().to(internal::metrics)))
-        .service(internal_resource("/reload", web::post().to(internal::reload)));
+        .service(internal_resource(
+            "/metrics",
+            web::get().to(internal::metrics),
+        ))
+        .service(internal_resource(
+            "/reload",
+            web::post().to(internal::reload),
+        ));
 }
 
 fn internal_resource(path: &str, route: actix_web::Route) -> actix_web::Resource {

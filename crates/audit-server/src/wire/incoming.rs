@@ -69,7 +69,10 @@ struct BatchSeed<'a> {
 impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
     type Value = Vec<NewEvent>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
@@ -119,7 +122,10 @@ struct EventSeed;
 impl<'de> DeserializeSeed<'de> for EventSeed {
     type Value = Result<NewEvent, Problems>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(EventVisitor)
     }
 }
@@ -164,7 +170,9 @@ impl<'de> Visitor<'de> for EventVisitor {
                 }
                 FieldName::Unknown(name) => {
                     map.next_value::<IgnoredAny>()?;
-                    fields.problems.push((Some(name), "unknown field".to_owned()));
+                    fields
+                        .problems
+                        .push((Some(name), "unknown field".to_owned()));
                 }
             }
         }
@@ -233,8 +241,10 @@ impl<'de> EventFields<'de> {
 
     fn store_payload(&mut self, value: Box<RawValue>) {
         if self.payload.is_some() {
-            self.problems
-                .push((Some(PAYLOAD.to_owned()), "is given more than once".to_owned()));
+            self.problems.push((
+                Some(PAYLOAD.to_owned()),
+                "is given more than once".to_owned(),
+            ));
             return;
         }
         self.payload = Some(value);
@@ -251,8 +261,14 @@ impl<'de> EventFields<'de> {
                     record(&mut self.problems, APPLICATION_NAME, parsed)
                 },
             );
-        let event_kind = required_text(&mut self.problems, EVENT_KIND, self.event_kind)
-            .and_then(|text| record(&mut self.problems, EVENT_KIND, EventKind::parse(text.into_owned())));
+        let event_kind =
+            required_text(&mut self.problems, EVENT_KIND, self.event_kind).and_then(|text| {
+                record(
+                    &mut self.problems,
+                    EVENT_KIND,
+                    EventKind::parse(text.into_owned()),
+                )
+            });
         let payload = match self.payload {
             None => {
                 self.problems
@@ -288,7 +304,10 @@ fn required_text<'de>(
             None
         }
         Some(Text::NotText(kind)) => {
-            problems.push((Some(field.to_owned()), format!("expected a string, found {kind}")));
+            problems.push((
+                Some(field.to_owned()),
+                format!("expected a string, found {kind}"),
+            ));
             None
         }
         Some(Text::Text(text)) => Some(text),
@@ -476,7 +495,10 @@ mod tests {
 
         assert_eq!(problems.len(), 5);
         assert!(problems.iter().all(|detail| detail.field.is_none()));
-        assert_eq!(problems[3].problem, "expected an event object, found an array");
+        assert_eq!(
+            problems[3].problem,
+            "expected an event object, found an array"
+        );
     }
 
     #[test]
@@ -497,7 +519,7 @@ mod tests {
 
     #[test]
     fn more_events_than_the_limit_is_too_many() {
-        let body = format!("[{}]", vec!["1"; 11].join(","));
+        let body = format!("[{}]", ["1"; 11].join(","));
 
         assert!(matches!(
             parse_events(body.as_bytes(), 10),
@@ -507,7 +529,7 @@ mod tests {
 
     #[test]
     fn the_number_of_reported_problems_is_capped() {
-        let body = format!("[{}]", vec!["{}"; 200].join(","));
+        let body = format!("[{}]", ["{}"; 200].join(","));
 
         match parse_events(body.as_bytes(), 1000) {
             Err(ApiError::Validation(details)) => assert_eq!(details.len(), MAX_REPORTED_PROBLEMS),

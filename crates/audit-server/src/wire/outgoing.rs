@@ -59,7 +59,10 @@ mod tests {
         let body = render_page(&events, Some(6), 1);
 
         let text = String::from_utf8(body).unwrap();
-        assert!(text.contains(r#""payload":{"big":12345678901234567890123,"f":0.1}"#), "{text}");
+        assert!(
+            text.contains(r#""payload":{"big":12345678901234567890123,"f":0.1}"#),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["next_page"], 6);
         assert_eq!(json["page_size"], 1);

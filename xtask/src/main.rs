@@ -1,0 +1,133 @@
+//! `cargo xtask`: the project's automation, in Rust so it needs nothing but cargo.
+//!
+//! - `cargo xtask ci`: formatting, lints and every test, as CI runs them.
+//! - `cargo xtask run`: migrate the configured database, then serve.
+
+mod command;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use argh::FromArgs;
+
+use crate::command::{cargo, run_checked, workspace_root};
+
+/// Development tasks of the audit event collector.
+#[derive(FromArgs)]
+struct Arguments {
+    #[argh(subcommand)]
+    task: Task,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Task {
+    Ci(Ci),
+    Run(Run),
+}
+
+/// Check formatting, run clippy with warnings denied, and run every test.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ci")]
+struct Ci {}
+
+/// Migrate the configured database (creating it if needed), then start the server.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct Run {
+    /// config file passed to audit-migrate and audit-server
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// build in debug mode (faster to build, slower to serve)
+    #[argh(switch)]
+    debug: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let arguments: Arguments = argh::from_env();
+    std::env::set_current_dir(workspace_root()).context("failed to enter the workspace root")?;
+    match arguments.task {
+        Task::Ci(_) => ci(),
+        Task::Run(run) => serve(run),
+    }
+}
+
+fn ci() -> anyhow::Result<()> {
+    run_checked(cargo().args(["fmt", "--all", "--check"]))?;
+    run_checked(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The process tests start the real `audit-server` binary.
+    run_checked(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
+    ensure_nextest()?;
+    // nextest runs each test in its own process, which the tests rely on: the metrics
+    // recorder is global to a process, and some tests count exact metric values.
+    // The workspace has no doctests (nextest does not run them); its last line is the
+    // summary of every test.
+    run_checked(cargo().args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--locked",
+        "--no-fail-fast",
+    ]))
+}
+
+fn ensure_nextest() -> anyhow::Result<()> {
+    let present = cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("cargo-nextest is missing; installing it from crates.io");
+    run_checked(cargo().args(["install", "cargo-nextest", "--locked"]))
+}
+
+fn serve(run: Run) -> anyhow::Result<()> {
+    let profile: &[&str] = if run.debug { &[] } else { &["--release"] };
+    run_checked(
+        cargo()
+            .args([
+                "build",
+                "--locked",
+                "--bin",
+                "audit-migrate",
+                "--bin",
+                "audit-server",
+            ])
+            .args(profile),
+    )?;
+    let binaries =
+        workspace_root()
+            .join("target")
+            .join(if run.debug { "debug" } else { "release" });
+    let config_arguments: Vec<std::ffi::OsString> = match &run.config {
+        Some(path) => vec!["--config".into(), path.into()],
+        None => Vec::new(),
+    };
+    let mut migrate = std::process::Command::new(binaries.join("audit-migrate"));
+    migrate.args(&config_arguments);
+    if run_checked(&mut migrate).is_err() {
+        anyhow::bail!(
+            "audit-migrate could not prepare the database (message above).\n\
+             No PostgreSQL answered at the configured DSN (postgres.dsn in config.toml, or \
+             APP_POSTGRES__DSN). Start one, e.g. on Debian:\n  \
+             apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect \
+             $(ls /etc/postgresql) main start\n\
+             or point APP_POSTGRES__DSN at a server you have."
+        );
+    }
+    let mut server = std::process::Command::new(binaries.join("audit-server"));
+    server.args(&config_arguments);
+    run_checked(&mut server)
+}
