@@ -4,6 +4,7 @@
 mod failure_injection;
 mod get_event;
 mod internal;
+mod migrate;
 mod post_event;
 mod post_event_validation;
 mod process;

@@ -141,3 +141,34 @@ async fn invalid_toml_and_invalid_values_are_refused_and_the_old_config_stays() 
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn reloading_pool_settings_swaps_in_a_new_pool() {
+    let mut app = spawn_app().await;
+    assert!(app.metrics_text().await.contains("db_pool_max_size 8"));
+
+    let response = app
+        .reload_with(|settings| {
+            settings.postgres.pool_size = 3;
+            settings.postgres.acquire_timeout_ms = 500;
+            settings.postgres.connect_timeout_ms = 700;
+        })
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let changed = json_body(response).await["changed"].clone();
+    for key in [
+        "postgres.pool_size",
+        "postgres.acquire_timeout_ms",
+        "postgres.connect_timeout_ms",
+    ] {
+        assert!(changed[key].is_object(), "{key} missing from {changed}");
+    }
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        201
+    );
+    assert!(app.metrics_text().await.contains("db_pool_max_size 3"));
+}

@@ -11,11 +11,11 @@ pub struct ServerProcess {
     pub address: String,
 }
 
-/// `target/<profile>/audit-server`, next to the directory of this test executable.
-pub fn server_binary() -> PathBuf {
+/// `target/<profile>/<name>`, next to the directory of this test executable.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let executable = std::env::current_exe().unwrap();
     let profile_directory = executable.parent().unwrap().parent().unwrap();
-    let binary = profile_directory.join("audit-server");
+    let binary = profile_directory.join(name);
     assert!(
         binary.exists(),
         "{} is missing: build it first (`cargo build --bins`; `cargo xtask ci` does)",
@@ -36,7 +36,7 @@ impl ServerProcess {
     /// Starts the binary with the given config file and waits until it answers.
     pub async fn start(config: &std::path::Path) -> Self {
         let port = free_port();
-        let child = Command::new(server_binary())
+        let child = Command::new(workspace_binary("audit-server"))
             .arg("--config")
             .arg(config)
             .env_clear()

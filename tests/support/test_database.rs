@@ -24,6 +24,15 @@ fn admin_url() -> String {
 impl TestDatabase {
     /// Creates an empty database, without the schema.
     pub async fn create_empty() -> Self {
+        let database = Self::reserve();
+        database::create_database_if_missing(&database.settings)
+            .await
+            .expect("PostgreSQL must be running for the tests (see README)");
+        database
+    }
+
+    /// A unique database name that does not exist yet; dropped on `Drop` if created.
+    pub fn reserve() -> Self {
         let name = format!(
             "audit_test_{}_{}_{}",
             std::process::id(),
@@ -40,9 +49,6 @@ impl TestDatabase {
             pool_size: 8,
             ..PostgresSettings::default()
         };
-        database::create_database_if_missing(&settings)
-            .await
-            .expect("PostgreSQL must be running for the tests (see README)");
         Self { name, settings }
     }
 
