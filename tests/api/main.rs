@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database per test.
 
 mod failure_injection;
+mod generate;
 mod get_event;
 mod internal;
 mod migrate;

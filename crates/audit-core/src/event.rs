@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 use crate::timestamp::EventTimestamp;
@@ -19,6 +20,19 @@ pub struct NewEvent {
     pub application_name: ApplicationName,
     pub event_kind: EventKind,
     pub payload: Payload,
+}
+
+/// The event's canonical JSON form, the one `POST /api/event` takes: what the
+/// generator sends, so that every event it makes is one the server accepts.
+impl Serialize for NewEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("event_ts", &self.event_ts.to_string())?;
+        map.serialize_entry("application_name", self.application_name.as_str())?;
+        map.serialize_entry("event_kind", self.event_kind.as_str())?;
+        map.serialize_entry("payload", self.payload.as_raw_value())?;
+        map.end()
+    }
 }
 
 /// An event as read back from storage, with its sequence id.

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod database;
 pub mod event;
 pub mod migrations;

@@ -134,20 +134,7 @@ impl EventRepository {
     /// Succeeds when the database answers and has every migration of this build.
     pub async fn check_ready(&self) -> Result<(), StorageError> {
         let client = self.connection().await?;
-        let query = format!(
-            "SELECT max(version)::bigint FROM {}",
-            migrations::HISTORY_TABLE
-        );
-        let expected = migrations::latest_version();
-        let found: Option<i64> = match client.query_one(&query, &[]).await {
-            Ok(row) => row.get(0),
-            Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
-            Err(error) => return Err(classify(error)),
-        };
-        match found {
-            Some(version) if version >= expected => Ok(()),
-            found => Err(StorageError::SchemaNotReady { found, expected }),
-        }
+        check_schema(&client).await
     }
 
     async fn connection(&self) -> Result<Object, StorageError> {
@@ -155,6 +142,24 @@ impl EventRepository {
             PoolError::Backend(error) => classify(error),
             other => StorageError::Unavailable(Box::new(other)),
         })
+    }
+}
+
+/// Succeeds when the connected database has every migration of this build.
+pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), StorageError> {
+    let query = format!(
+        "SELECT max(version)::bigint FROM {}",
+        migrations::HISTORY_TABLE
+    );
+    let expected = migrations::latest_version();
+    let found: Option<i64> = match client.query_one(&query, &[]).await {
+        Ok(row) => row.get(0),
+        Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(error) => return Err(classify(error)),
+    };
+    match found {
+        Some(version) if version >= expected => Ok(()),
+        found => Err(StorageError::SchemaNotReady { found, expected }),
     }
 }
 
