@@ -2,7 +2,9 @@
 //!
 //! - `cargo xtask ci`: formatting, lints and every test, as CI runs them.
 //! - `cargo xtask run`: migrate the configured database, then serve.
+//! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
 
+mod bench_bulk;
 mod command;
 
 use std::path::PathBuf;
@@ -24,6 +26,19 @@ struct Arguments {
 enum Task {
     Ci(Ci),
     Run(Run),
+    BenchBulk(BenchBulk),
+}
+
+/// Compare `audit-generate bulk` with a raw COPY of the same rows (minutes).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench-bulk")]
+struct BenchBulk {
+    /// rows per run (default 5000000)
+    #[argh(option, default = "5_000_000")]
+    count: u64,
+    /// runs of each, alternating; the medians are reported (default 3)
+    #[argh(option, default = "3")]
+    rounds: usize,
 }
 
 /// Check formatting, run clippy with warnings denied, and run every test.
@@ -49,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     match arguments.task {
         Task::Ci(_) => ci(),
         Task::Run(run) => serve(run),
+        Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
     }
 }
 
