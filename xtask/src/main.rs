@@ -2,10 +2,13 @@
 //!
 //! - `cargo xtask ci`: formatting, lints and every test, as CI runs them.
 //! - `cargo xtask run`: migrate the configured database, then serve.
+//! - `cargo xtask bench`: the service against the database's own ceiling.
 //! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
 
+mod bench;
 mod bench_bulk;
 mod command;
+mod wrk;
 
 use std::path::PathBuf;
 
@@ -26,7 +29,20 @@ struct Arguments {
 enum Task {
     Ci(Ci),
     Run(Run),
+    Bench(Bench),
     BenchBulk(BenchBulk),
+}
+
+/// Benchmark ingest and reads against the raw COPY ceiling (about 3 minutes).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+struct Bench {
+    /// a run of seconds with small tables, to check that the benchmark works
+    #[argh(switch)]
+    smoke: bool,
+    /// write the report to this file as well
+    #[argh(option)]
+    output: Option<PathBuf>,
 }
 
 /// Compare `audit-generate bulk` with a raw COPY of the same rows (minutes).
@@ -64,6 +80,23 @@ fn main() -> anyhow::Result<()> {
     match arguments.task {
         Task::Ci(_) => ci(),
         Task::Run(run) => serve(run),
+        Task::Bench(bench) => bench::bench(&if bench.smoke {
+            bench::BenchPlan {
+                ceiling_rows: 100_000,
+                read_rows: 200_000,
+                run_seconds: 2,
+                connections: 8,
+                output: bench.output,
+            }
+        } else {
+            bench::BenchPlan {
+                ceiling_rows: 1_000_000,
+                read_rows: 10_000_000,
+                run_seconds: 15,
+                connections: 32,
+                output: bench.output,
+            }
+        }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
     }
 }

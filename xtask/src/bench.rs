@@ -1,0 +1,293 @@
+//! `cargo xtask bench`: the service against the database's own ceiling, in one run.
+//!
+//! 1. The raw ceiling: psql copies 1M generated rows (binary COPY, one connection).
+//! 2. Ingest through the API with wrk at 1, 10, 100 and 1000 events per POST.
+//! 3. GET of the first page and of a page 5M deep in a bulk-loaded 10M-event table.
+//! 4. The server's peak RSS over the ingest runs.
+//!
+//! wrk (Debian package) is the load client: it is a separate C process that costs
+//! little CPU per request, which matters when server, client and PostgreSQL share two
+//! cores. Every figure is also printed as a ratio to the ceiling of the same run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::command::{cargo, run_checked, workspace_root};
+use crate::wrk::run_wrk;
+
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
+const INGEST_DATABASE: &str = "audit_bench_ingest";
+const READ_DATABASE: &str = "audit_bench_read";
+const PORT: u16 = 18_080;
+const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
+
+/// How big and how long: the full run, or a smoke run that takes seconds.
+pub struct BenchPlan {
+    pub ceiling_rows: u64,
+    pub read_rows: u64,
+    pub run_seconds: u32,
+    pub connections: u32,
+    pub output: Option<PathBuf>,
+}
+
+struct BenchEnvironment {
+    server_url: String,
+    binaries: PathBuf,
+    directory: PathBuf,
+}
+
+pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
+    run_checked(cargo().args(["build", "--release", "--locked", "--bins"]))?;
+    let context = BenchEnvironment {
+        server_url: std::env::var("AUDIT_BENCH_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned()),
+        binaries: workspace_root().join("target").join("release"),
+        directory: workspace_root().join("target").join("bench"),
+    };
+    std::fs::create_dir_all(&context.directory)?;
+    let mut report = String::new();
+
+    let ceiling = measure_ceiling(&context, plan.ceiling_rows)?;
+    writeln!(
+        report,
+        "raw COPY ceiling: {ceiling:.0} rows/s ({} rows)",
+        plan.ceiling_rows
+    )?;
+
+    let ingest_dsn = fresh_database(&context, INGEST_DATABASE)?;
+    let config = write_server_config(&context, &ingest_dsn)?;
+    let mut server = start_server(&context, &config)?;
+    let mut ingest = Vec::new();
+    for batch_size in BATCH_SIZES {
+        let script = post_script(&context.directory, batch_size)?;
+        let result = run_wrk(
+            &format!("http://127.0.0.1:{PORT}/api/event"),
+            Some(&script),
+            plan.connections,
+            plan.run_seconds,
+        )?;
+        ingest.push((batch_size, result));
+    }
+    let peak_rss_kib = peak_rss_kib(server.id())?;
+    for (batch_size, result) in &ingest {
+        let events = result.requests_per_second * *batch_size as f64;
+        writeln!(
+            report,
+            "POST {batch_size:>4} events: {events:>9.0} events/s ({:.2} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            events / ceiling,
+            result.p50_ms,
+            result.p99_ms,
+            result.non_success
+        )?;
+    }
+    writeln!(
+        report,
+        "server peak RSS over the ingest runs: {:.1} MiB",
+        peak_rss_kib as f64 / 1024.0
+    )?;
+
+    let read_dsn = fresh_database(&context, READ_DATABASE)?;
+    bulk_load(&context, &read_dsn, plan.read_rows)?;
+    write_server_config(&context, &read_dsn)?;
+    // The running server moves to the read database through its own reload.
+    curl(&[
+        "-sf",
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{PORT}/reload"),
+    ])?;
+    let deep_token = token_at_depth(&read_dsn, plan.read_rows / 2)?;
+    let first = run_wrk(
+        &format!("http://127.0.0.1:{PORT}/api/event?page_size=10"),
+        None,
+        plan.connections,
+        plan.run_seconds,
+    )?;
+    let deep = run_wrk(
+        &format!("http://127.0.0.1:{PORT}/api/event?page_size=10&page_token={deep_token}"),
+        None,
+        plan.connections,
+        plan.run_seconds,
+    )?;
+    for (label, result) in [("first page", &first), ("page half-way deep", &deep)] {
+        writeln!(
+            report,
+            "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            plan.read_rows,
+            result.requests_per_second,
+            result.requests_per_second / ceiling,
+            result.p50_ms,
+            result.p99_ms,
+            result.non_success
+        )?;
+    }
+    writeln!(
+        report,
+        "deep page p50 / first page p50: {:.2}",
+        deep.p50_ms / first.p50_ms
+    )?;
+    writeln!(
+        report,
+        "GET first page vs the original's 1.9k requests/s: {:.1}x",
+        first.requests_per_second / 1900.0
+    )?;
+
+    let _ = server.kill();
+    let _ = server.wait();
+    for database in [INGEST_DATABASE, READ_DATABASE] {
+        drop_database(&context, database)?;
+    }
+    println!("{report}");
+    if let Some(output) = &plan.output {
+        std::fs::write(output, &report)?;
+    }
+    Ok(())
+}
+
+fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64> {
+    let copy_file = context.directory.join("ceiling-rows.bin");
+    run_checked(
+        Command::new(context.binaries.join("audit-generate"))
+            .args([
+                "bulk",
+                "--count",
+                &rows.to_string(),
+                "--seed",
+                "1",
+                "--payload",
+                "original",
+                "--copy-file",
+            ])
+            .arg(&copy_file),
+    )?;
+    let dsn = fresh_database(context, INGEST_DATABASE)?;
+    let copy = format!(
+        "\\copy events (event_ts, application_name, event_kind, payload) FROM '{}' WITH (FORMAT binary)",
+        copy_file.display()
+    );
+    let started = Instant::now();
+    run_checked(Command::new("psql").args(["-q", &dsn, "-c", &copy]))?;
+    let elapsed = started.elapsed();
+    std::fs::remove_file(&copy_file)?;
+    Ok(rows as f64 / elapsed.as_secs_f64())
+}
+
+fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<String> {
+    drop_database(context, name)?;
+    let dsn = format!("{}/{name}", context.server_url);
+    let output = Command::new(context.binaries.join("audit-migrate"))
+        .env("APP_POSTGRES__DSN", &dsn)
+        .output()
+        .context("failed to run audit-migrate")?;
+    if !output.status.success() {
+        bail!(
+            "audit-migrate failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    run_checked(Command::new("psql").args(["-q", &dsn, "-c", "CHECKPOINT"]))?;
+    Ok(dsn)
+}
+
+fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<()> {
+    run_checked(Command::new("psql").args([
+        "-q",
+        &format!("{}/postgres", context.server_url),
+        "-c",
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    ]))
+}
+
+fn write_server_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<PathBuf> {
+    let path = context.directory.join("server.toml");
+    let text = format!(
+        "host = \"127.0.0.1\"\nport = {PORT}\n[postgres]\ndsn = \"{dsn}\"\n[log]\nlevel = \"warn\"\n[failure]\nchance = 0.0\n"
+    );
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn start_server(context: &BenchEnvironment, config: &Path) -> anyhow::Result<Child> {
+    let child = Command::new(context.binaries.join("audit-server"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("failed to start audit-server")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if curl(&["-sf", &format!("http://127.0.0.1:{PORT}/ready")]).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("audit-server did not become ready")
+}
+
+fn curl(arguments: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("curl")
+        .args(arguments)
+        .output()
+        .context("failed to run curl")?;
+    if !output.status.success() {
+        bail!("curl {arguments:?} failed");
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn bulk_load(context: &BenchEnvironment, dsn: &str, rows: u64) -> anyhow::Result<()> {
+    run_checked(Command::new(context.binaries.join("audit-generate")).args([
+        "bulk",
+        "--count",
+        &rows.to_string(),
+        "--seed",
+        "2",
+        "--payload",
+        "original",
+        "--dsn",
+        dsn,
+    ]))?;
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "VACUUM ANALYZE events"]))
+}
+
+fn token_at_depth(dsn: &str, depth: u64) -> anyhow::Result<i64> {
+    let query = format!("SELECT id FROM events ORDER BY id DESC OFFSET {depth} LIMIT 1");
+    let output = Command::new("psql")
+        .args(["-qtA", dsn, "-c", &query])
+        .output()?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("failed to find the deep page's token")
+}
+
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")
+}
+
+/// A wrk script that posts a fixed batch of `batch_size` events.
+fn post_script(directory: &Path, batch_size: usize) -> anyhow::Result<PathBuf> {
+    let events: Vec<String> = (0..batch_size)
+        .map(|n| {
+            format!(
+                r#"{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"grease_monkey","event_kind":"UserLogin","payload":{{"username":"user_{n:08}"}}}}"#
+            )
+        })
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [==[{body}]==]\n"
+    );
+    let path = directory.join(format!("post-{batch_size}.lua"));
+    std::fs::write(&path, script)?;
+    Ok(path)
+}
