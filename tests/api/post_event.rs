@@ -174,3 +174,42 @@ async fn a_batch_of_exactly_the_event_limit_is_accepted() {
     assert_eq!(response.status(), 201);
     assert_eq!(app.database.count_events().await, 5);
 }
+
+#[tokio::test]
+async fn concurrent_small_batches_are_each_stored_exactly_once() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let mut clients = Vec::new();
+    for client in 0..16u64 {
+        let app = std::sync::Arc::clone(&app);
+        clients.push(tokio::spawn(async move {
+            for n in 0..25u64 {
+                let id = client * 1000 + n;
+                let response = app
+                    .post_events(&json!([event("a", json!({ "id": id }))]))
+                    .await;
+                assert_eq!(response.status(), 201);
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let ids: Vec<i64> = app
+        .database
+        .client()
+        .await
+        .query(
+            "SELECT (payload->>'id')::bigint FROM events ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<i64> = (0..16i64)
+        .flat_map(|client| (0..25i64).map(move |n| client * 1000 + n))
+        .collect();
+    assert_eq!(ids, expected);
+}

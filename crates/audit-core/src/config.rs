@@ -30,6 +30,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub failure: FailureSettings,
     pub api: ApiSettings,
+    pub ingest: IngestSettings,
     pub metrics: MetricsSettings,
 }
 
@@ -79,6 +80,18 @@ pub struct ApiSettings {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+pub struct IngestSettings {
+    /// Writer tasks, each committing one group of queued batches at a time.
+    pub writers: usize,
+    /// Batches that may wait for a writer; when full, POSTs wait up to
+    /// `postgres.acquire_timeout_ms`, then fail with 503.
+    pub queue_capacity: usize,
+    /// Most events one group commit takes (a single larger batch still goes whole).
+    pub max_group_events: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetricsSettings {
     /// Distinct `application` label values of `events_inserted_total`; later ones are
     /// counted under `other` so that clients cannot grow the metric without bound.
@@ -114,6 +127,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             failure: FailureSettings::default(),
             api: ApiSettings::default(),
+            ingest: IngestSettings::default(),
             metrics: MetricsSettings::default(),
         }
     }
@@ -152,6 +166,16 @@ impl Default for ApiSettings {
             max_page_size: 1000,
             max_batch_events: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            writers: 2,
+            queue_capacity: 1024,
+            max_group_events: 20_000,
         }
     }
 }
@@ -325,6 +349,15 @@ impl Settings {
         }
         if self.api.max_body_bytes < 2 {
             return invalid("api.max_body_bytes", "must be at least 2 (the body `[]`)");
+        }
+        if self.ingest.writers == 0 {
+            return invalid("ingest.writers", "must be at least 1");
+        }
+        if self.ingest.queue_capacity == 0 {
+            return invalid("ingest.queue_capacity", "must be at least 1");
+        }
+        if self.ingest.max_group_events == 0 {
+            return invalid("ingest.max_group_events", "must be at least 1");
         }
         if self.postgres.pool_size == 0 {
             return invalid("postgres.pool_size", "must be at least 1");

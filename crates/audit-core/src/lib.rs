@@ -10,3 +10,4 @@ pub mod event;
 pub mod migrations;
 pub mod repository;
 pub mod timestamp;
+pub mod writer;

@@ -1,39 +1,39 @@
-//! The events table: writing validated batches and reading pages newest first.
-//!
-//! Architecture invariant: a batch is written by one statement, so it is stored whole
-//! or not at all, and `insert_batch` returns only after PostgreSQL has committed it.
+//! The events table: reading pages newest first, readiness, and sorting driver errors.
+//! Writes go through `writer::EventWriter`.
+
+use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool, PoolError};
-use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::error::SqlState;
 
-use crate::event::{NewEvent, StoredEvent};
+use crate::event::StoredEvent;
 use crate::migrations;
 use crate::timestamp::EventTimestamp;
 
-// One statement per batch: UNNEST turns the column arrays back into rows.
-const INSERT_BATCH: &str = "INSERT INTO events (event_ts, application_name, event_kind, payload) \
-     SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::json[])";
 const FIRST_PAGE: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
      FROM events ORDER BY id DESC LIMIT $1";
 const PAGE_FROM: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
      FROM events WHERE id <= $1 ORDER BY id DESC LIMIT $2";
 
 /// Why a storage call failed, sorted by what the caller should tell its client.
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, because one failed group commit fails every request in the group.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     /// No connection could be had or it broke: retrying later may succeed.
     #[error("the database is unavailable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The write path is saturated: retrying later may succeed.
+    #[error("the write queue is full")]
+    Overloaded,
     /// PostgreSQL refused the data itself (a data exception, SQLSTATE class 22).
     #[error("the database refused the data: {0}")]
-    DataRejected(#[source] tokio_postgres::Error),
+    DataRejected(#[source] Arc<tokio_postgres::Error>),
     /// The schema is missing or older than this build expects.
     #[error("the schema is at version {found:?}, this build needs {expected}")]
     SchemaNotReady { found: Option<i64>, expected: i64 },
     /// Anything else: a bug or a broken database.
     #[error("a database statement failed")]
-    Statement(#[source] tokio_postgres::Error),
+    Statement(#[source] Arc<tokio_postgres::Error>),
     /// A stored row cannot be represented (e.g. a timestamp outside years 0000-9999).
     #[error("stored event {id} cannot be represented: {problem}")]
     CorruptRow { id: i64, problem: String },
@@ -45,28 +45,6 @@ pub struct EventRepository {
     pool: Pool,
 }
 
-/// JSON text handed to PostgreSQL as a `json` value without re-encoding; the binary
-/// format of `json` is its text.
-#[derive(Debug)]
-struct JsonText<'a>(&'a str);
-
-impl ToSql for JsonText<'_> {
-    fn to_sql(
-        &self,
-        _type: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON
-    }
-
-    to_sql_checked!();
-}
-
 impl EventRepository {
     pub fn new(pool: Pool) -> Self {
         Self { pool }
@@ -74,39 +52,6 @@ impl EventRepository {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Stores the whole batch in one statement and returns how many rows it wrote.
-    pub async fn insert_batch(&self, events: &[NewEvent]) -> Result<u64, StorageError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let timestamps: Vec<_> = events
-            .iter()
-            .map(|event| event.event_ts.as_offset_date_time())
-            .collect();
-        let applications: Vec<&str> = events
-            .iter()
-            .map(|event| event.application_name.as_str())
-            .collect();
-        let kinds: Vec<&str> = events
-            .iter()
-            .map(|event| event.event_kind.as_str())
-            .collect();
-        let payloads: Vec<JsonText<'_>> = events
-            .iter()
-            .map(|event| JsonText(event.payload.as_json_text()))
-            .collect();
-
-        let client = self.connection().await?;
-        let statement = client
-            .prepare_cached(INSERT_BATCH)
-            .await
-            .map_err(classify)?;
-        client
-            .execute(&statement, &[&timestamps, &applications, &kinds, &payloads])
-            .await
-            .map_err(classify)
     }
 
     /// Up to `limit` events, newest first, starting at id `from` (inclusive) or at the
@@ -138,11 +83,16 @@ impl EventRepository {
     }
 
     async fn connection(&self) -> Result<Object, StorageError> {
-        self.pool.get().await.map_err(|error| match error {
-            PoolError::Backend(error) => classify(error),
-            other => StorageError::Unavailable(Box::new(other)),
-        })
+        connection_from(&self.pool).await
     }
+}
+
+/// A pooled connection, or why none could be had.
+pub(crate) async fn connection_from(pool: &Pool) -> Result<Object, StorageError> {
+    pool.get().await.map_err(|error| match error {
+        PoolError::Backend(error) => classify(error),
+        other => StorageError::Unavailable(Arc::new(other)),
+    })
 }
 
 /// Succeeds when the connected database has every migration of this build.
@@ -182,19 +132,19 @@ fn stored_event_from_row(row: &tokio_postgres::Row) -> Result<StoredEvent, Stora
 
 /// Sorts a driver error: lost connections are `Unavailable`, refused data is
 /// `DataRejected`, the rest are statement failures.
-fn classify(error: tokio_postgres::Error) -> StorageError {
+pub(crate) fn classify(error: tokio_postgres::Error) -> StorageError {
     let Some(code) = error.code() else {
-        return StorageError::Unavailable(Box::new(error));
+        return StorageError::Unavailable(Arc::new(error));
     };
     if code.code().starts_with("22") {
-        return StorageError::DataRejected(error);
+        return StorageError::DataRejected(Arc::new(error));
     }
     if code.code().starts_with("08")
         || code.code().starts_with("57P")
         || *code == SqlState::TOO_MANY_CONNECTIONS
         || *code == SqlState::CANNOT_CONNECT_NOW
     {
-        return StorageError::Unavailable(Box::new(error));
+        return StorageError::Unavailable(Arc::new(error));
     }
-    StorageError::Statement(error)
+    StorageError::Statement(Arc::new(error))
 }

@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 
 use audit_core::config::Settings;
-use audit_core::database;
-use audit_core::repository::EventRepository;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -72,33 +70,32 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         .map_err(|error| ReloadError::Invalid(error.to_string()))?;
 
     let current = state.runtime();
-    let repository = if settings.postgres == current.settings.postgres {
-        current.repository.clone()
+    let summary = summarize(&current.settings, &settings);
+    let storage_unchanged = settings.postgres == current.settings.postgres
+        && settings.ingest == current.settings.ingest;
+    let runtime = if storage_unchanged {
+        current.with_settings(settings)
     } else {
-        connect_new_pool(&settings).await?
+        start_checked(settings).await?
     };
     state
         .log_control
         .apply(filter)
         .map_err(|error| ReloadError::Invalid(error.to_string()))?;
-    let summary = summarize(&current.settings, &settings);
-    state.replace_runtime(Runtime {
-        settings,
-        repository,
-    });
+    state.replace_runtime(runtime);
     Ok(summary)
 }
 
-/// Builds the new pool and proves it can reach a migrated database before it is used.
-async fn connect_new_pool(settings: &Settings) -> Result<EventRepository, ReloadError> {
-    let pool = database::build_pool(&settings.postgres)
-        .map_err(|error| ReloadError::Invalid(cause_chain(&error)))?;
-    let repository = EventRepository::new(pool);
-    repository
+/// Starts new storage and proves it reaches a migrated database before it is used.
+async fn start_checked(settings: Settings) -> Result<Runtime, ReloadError> {
+    let runtime =
+        Runtime::start(settings).map_err(|error| ReloadError::Invalid(cause_chain(&error)))?;
+    runtime
+        .repository
         .check_ready()
         .await
         .map_err(|error| ReloadError::Database(cause_chain(&error)))?;
-    Ok(repository)
+    Ok(runtime)
 }
 
 fn summarize(old: &Settings, new: &Settings) -> ReloadSummary {

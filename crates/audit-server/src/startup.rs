@@ -9,8 +9,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use audit_core::config::{ConfigSource, Settings};
-use audit_core::database;
-use audit_core::repository::EventRepository;
 
 use crate::middleware::record_http_metrics;
 use crate::state::{AppState, Runtime};
@@ -36,16 +34,11 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let prometheus =
             metrics::install_recorder().context("failed to install the metrics recorder")?;
-        let pool = database::build_pool(&settings.postgres)
-            .context("failed to build the database pool")?;
         let address = (settings.host.as_str(), settings.port);
         let listener = TcpListener::bind(address)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let runtime = Runtime {
-            settings,
-            repository: EventRepository::new(pool),
-        };
+        let runtime = Runtime::start(settings).context("failed to set up the database")?;
         let state = web::Data::new(AppState::new(
             runtime,
             config_source,

@@ -5,18 +5,48 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use audit_core::config::{ConfigSource, Settings};
+use audit_core::database::{self, DatabaseError};
 use audit_core::repository::EventRepository;
+use audit_core::writer::EventWriter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::metrics::ApplicationLabels;
 use crate::telemetry::LogControl;
 
-/// The settings in force and the repository built from them. A reload swaps in a new
-/// one; requests in flight keep the one they started with, pool included.
+/// The settings in force and the storage built from them. A reload swaps in a new
+/// one; requests in flight keep the one they started with, pool and writer included.
 #[derive(Debug)]
 pub struct Runtime {
     pub settings: Settings,
     pub repository: EventRepository,
+    pub writer: EventWriter,
+}
+
+impl Runtime {
+    /// Builds the pool and starts the writer; connects lazily, so this succeeds while
+    /// the database is down.
+    pub fn start(settings: Settings) -> Result<Self, DatabaseError> {
+        let pool = database::build_pool(&settings.postgres)?;
+        let writer = EventWriter::start(
+            pool.clone(),
+            &settings.ingest,
+            settings.postgres.acquire_timeout(),
+        );
+        Ok(Self {
+            repository: EventRepository::new(pool),
+            writer,
+            settings,
+        })
+    }
+
+    /// The same storage under new settings that do not touch it.
+    pub fn with_settings(&self, settings: Settings) -> Self {
+        Self {
+            settings,
+            repository: self.repository.clone(),
+            writer: self.writer.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]

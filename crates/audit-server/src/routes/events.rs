@@ -31,7 +31,7 @@ pub async fn post_events(
     let body = read_limited(&request, payload, runtime.settings.api.max_body_bytes).await?;
     let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
     drop(body);
-    let inserted = timed("insert_events", runtime.repository.insert_batch(&events)).await?;
+    let inserted = timed("insert_events", runtime.writer.write(&events)).await?;
     count_inserted(&state, &runtime, &events);
     Ok(HttpResponse::Created().json(json!({ "inserted": inserted })))
 }
