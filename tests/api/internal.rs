@@ -159,3 +159,19 @@ async fn promtool_accepts_the_metrics_exposition() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+
+    let generated = app.get("/health").await;
+    let not_found = app.get("/nowhere").await;
+
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(not_found.headers().contains_key("x-request-id"));
+    assert_ne!(not_found.headers()["x-request-id"].to_str().unwrap(), id);
+}

@@ -108,3 +108,35 @@ async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
 }
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_with_its_id() {
+    let database = TestDatabase::create_migrated().await;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write_config(&mut config, &test_settings(&database));
+    let server = ServerProcess::start_with_environment(
+        config.path(),
+        &[("APP_LOG__FORMAT", "json"), ("APP_LOG__LEVEL", "info")],
+    )
+    .await;
+
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/event?page_size=1", server.address))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["route"] == "/api/event")
+        .unwrap_or_else(|| panic!("no JSON request line in {log}"));
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].is_f64(), "{line}");
+    assert_eq!(line["span"]["request_id"], "trace-me-42", "{line}");
+}

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct ServerProcess {
     pub child: Child,
     pub address: String,
+    /// Where the server's standard output (its log) goes.
+    log: tempfile::NamedTempFile,
 }
 
 /// `target/<profile>/<name>`, next to the directory of this test executable.
@@ -35,21 +37,31 @@ fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts the binary with the given config file and waits until it answers.
     pub async fn start(config: &std::path::Path) -> Self {
+        Self::start_with_environment(config, &[("APP_LOG__LEVEL", "warn")]).await
+    }
+
+    /// Starts the binary with extra `APP_*` variables.
+    pub async fn start_with_environment(
+        config: &std::path::Path,
+        environment: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(workspace_binary("audit-server"))
             .arg("--config")
             .arg(config)
             .env_clear()
             .env("APP_HOST", "127.0.0.1")
             .env("APP_PORT", port.to_string())
-            .env("APP_LOG__LEVEL", "warn")
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let server = Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            log,
         };
         server.wait_until_healthy().await;
         server
@@ -67,6 +79,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the server did not become healthy within 20 s");
+    }
+
+    /// What the server has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
     }
 
     pub fn signal(&self, signal: &str) {

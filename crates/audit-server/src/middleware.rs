@@ -1,12 +1,14 @@
-//! Request metrics, recorded for every request whatever its outcome.
+//! Per-request middleware: the request id and request log, and the HTTP metrics.
 
 use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use metrics::{Gauge, counter, gauge, histogram};
+use tracing::Instrument;
 
 use crate::errors::ApiError;
 use crate::metrics::{
@@ -21,6 +23,64 @@ impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
+}
+
+/// The header that carries the request id, in and out.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest client-supplied request id kept; longer or odd ones are replaced.
+const MAX_REQUEST_ID_LENGTH: usize = 64;
+
+/// Gives every request an id (the client's `X-Request-Id` if it is sane, else a new
+/// one), echoes it in the response, and logs one line per request with it.
+pub async fn log_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| is_sane_request_id(value))
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id);
+    let method = method_label(request.method());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let started = Instant::now();
+
+    let mut result = next.call(request).instrument(span.clone()).await;
+
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    span.in_scope(|| {
+        tracing::info!(
+            method,
+            route = %route,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    if let (Ok(response), Ok(value)) = (&mut result, HeaderValue::from_str(&request_id)) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    result
+}
+
+fn is_sane_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LENGTH
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 pub async fn record_http_metrics(
@@ -79,4 +139,19 @@ pub async fn record_http_metrics(
         .increment(1);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_clients_are_kept_only_when_sane() {
+        assert!(is_sane_request_id("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert!(is_sane_request_id("req-1.retry_2"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id(&"a".repeat(65)));
+        assert_eq!(new_request_id().len(), 32);
+    }
 }

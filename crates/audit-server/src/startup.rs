@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use audit_core::config::{ConfigSource, Settings};
 
-use crate::middleware::record_http_metrics;
+use crate::middleware::{log_request, record_http_metrics};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::{metrics, reload, routes};
@@ -51,6 +51,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(from_fn(record_http_metrics))
+                .wrap(from_fn(log_request))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
