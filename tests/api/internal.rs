@@ -39,6 +39,7 @@ async fn without_a_database_ready_and_events_are_503_and_health_is_200() {
     assert!(post.headers().contains_key("retry-after"));
     assert_eq!(json_body(post).await["error"], "database_unavailable");
     assert_eq!(app.get("/health").await.status(), 200);
+    assert!(app.metrics_text().await.contains("database_ready 0"));
 }
 
 #[tokio::test]
@@ -88,6 +89,7 @@ async fn metrics_use_the_original_names_with_bounded_labels() {
         r#"db_pool_waiting_requests "#,
         r#"db_statement_duration_seconds_count{statement="insert_events"}"#,
         r#"audit_collector_build_info{version=""#,
+        "database_ready 1",
         "# TYPE http_request_duration_seconds histogram",
         "# HELP http_requests_total",
     ] {

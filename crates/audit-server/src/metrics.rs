@@ -25,6 +25,7 @@ pub const DB_STATEMENT_DURATION_SECONDS: &str = "db_statement_duration_seconds";
 pub const INJECTED_FAILURES_TOTAL: &str = "injected_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
 pub const BUILD_INFO: &str = "audit_collector_build_info";
+pub const DATABASE_READY: &str = "database_ready";
 
 /// The `path_template` of every request no route matched.
 pub const UNMATCHED_PATH: &str = "unmatched";
@@ -97,6 +98,10 @@ fn describe_metrics() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the labels carry the build's version."
+    );
+    describe_gauge!(
+        DATABASE_READY,
+        "1 when the database answered the last readiness probe with every migration, else 0."
     );
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

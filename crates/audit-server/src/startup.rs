@@ -17,6 +17,9 @@ use crate::{metrics, reload, routes};
 
 /// How long requests in flight may take to finish after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
+/// alerts see an outage even when nothing polls `/ready`.
+const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
@@ -74,9 +77,20 @@ impl Application {
     /// reloads the configuration, like `POST /reload`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let reload_on_hangup = tokio::spawn(reload_on_sighup(self.state.clone()));
+        let readiness = tokio::spawn(probe_readiness_periodically(self.state.clone()));
         let result = self.server.await;
         reload_on_hangup.abort();
+        readiness.abort();
         result
+    }
+}
+
+async fn probe_readiness_periodically(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(READINESS_PROBE_INTERVAL);
+    loop {
+        interval.tick().await;
+        // The outcome is the gauge; the reason is what /ready answers.
+        let _ = routes::probe_readiness(&state).await;
     }
 }
 

@@ -6,7 +6,7 @@ use audit_core::repository::StorageError;
 use serde_json::json;
 
 use crate::errors::cause_chain;
-use crate::metrics::{DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
+use crate::metrics::{DATABASE_READY, DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
 use crate::reload::{self, ReloadError};
 use crate::state::AppState;
 
@@ -16,7 +16,7 @@ pub async fn health() -> HttpResponse {
 
 #[tracing::instrument(name = "ready", skip_all)]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match state.runtime().repository.check_ready().await {
+    match probe_readiness(&state).await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(error) => {
             let reason = match &error {
@@ -32,6 +32,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 }))
         }
     }
+}
+
+/// Checks the database and records the outcome in the `database_ready` gauge.
+pub async fn probe_readiness(state: &AppState) -> Result<(), StorageError> {
+    let outcome = state.runtime().repository.check_ready().await;
+    metrics::gauge!(DATABASE_READY).set(if outcome.is_ok() { 1.0 } else { 0.0 });
+    outcome
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -7,6 +7,7 @@ mod fallback;
 mod internal;
 
 pub use fallback::not_found;
+pub use internal::probe_readiness;
 
 /// The route patterns, also used as `path_template` metric labels.
 pub const EVENTS_PATH: &str = "/api/event";
