@@ -9,4 +9,5 @@ mod migrate;
 mod post_event;
 mod post_event_validation;
 mod process;
+mod prometheus;
 mod reload;
