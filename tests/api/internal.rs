@@ -74,6 +74,7 @@ async fn metrics_use_the_original_names_with_bounded_labels() {
     .await;
     app.get_events("?page_size=1").await;
     app.get("/no/such/path/12345").await;
+    app.get("/ready").await;
 
     let metrics = app.metrics_text().await;
 
