@@ -11,3 +11,4 @@ mod post_event_validation;
 mod process;
 mod prometheus;
 mod reload;
+mod slow_clients;

@@ -26,12 +26,30 @@ pub struct Settings {
     pub host: String,
     /// Port the HTTP server binds to; 0 picks a free one.
     pub port: u16,
+    pub http: HttpSettings,
     pub postgres: PostgresSettings,
     pub log: LogSettings,
     pub failure: FailureSettings,
     pub api: ApiSettings,
     pub ingest: IngestSettings,
     pub metrics: MetricsSettings,
+}
+
+/// Protection against slow, idle and numerous clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Time a client has to send a request's head; then 408 and the connection closes.
+    pub request_head_timeout_ms: u64,
+    /// Time a whole request body may take to arrive; then 408.
+    pub body_timeout_ms: u64,
+    /// Idle time after which a keep-alive connection is closed.
+    pub keep_alive_seconds: u64,
+    /// Connections each worker accepts at once; more wait in the listen backlog.
+    pub max_connections_per_worker: usize,
+    /// Request body bytes held in memory at once over all requests; a request that
+    /// cannot get its share within `postgres.acquire_timeout_ms` gets 503.
+    pub max_inflight_body_bytes: usize,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +141,7 @@ impl Default for Settings {
         Self {
             host: "0.0.0.0".to_owned(),
             port: 8080,
+            http: HttpSettings::default(),
             postgres: PostgresSettings::default(),
             log: LogSettings::default(),
             failure: FailureSettings::default(),
@@ -130,6 +149,28 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             metrics: MetricsSettings::default(),
         }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_head_timeout_ms: 5_000,
+            body_timeout_ms: 30_000,
+            keep_alive_seconds: 5,
+            max_connections_per_worker: 4_096,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn request_head_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_head_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 }
 
@@ -349,6 +390,15 @@ impl Settings {
         }
         if self.api.max_body_bytes < 2 {
             return invalid("api.max_body_bytes", "must be at least 2 (the body `[]`)");
+        }
+        if self.http.max_inflight_body_bytes < self.api.max_body_bytes {
+            return invalid(
+                "http.max_inflight_body_bytes",
+                "must be at least api.max_body_bytes, or a largest body could never be read",
+            );
+        }
+        if self.http.body_timeout_ms == 0 || self.http.request_head_timeout_ms == 0 {
+            return invalid("http", "timeouts must be at least 1 ms");
         }
         if self.ingest.writers == 0 {
             return invalid("ingest.writers", "must be at least 1");

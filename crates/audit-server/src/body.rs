@@ -1,35 +1,132 @@
-//! Reads a request body into memory, refusing it as soon as it passes the limit.
+//! Reads a request body into memory under three limits: its size, the time it may
+//! take, and a byte budget shared by all requests, so that a flood of large or slow
+//! bodies cannot exhaust memory.
 //!
-//! The limit is read per request from the reloadable settings, which is why this is
+//! The limits are read per request from the reloadable settings, which is why this is
 //! not actix's fixed `PayloadConfig`.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{BytesMut, Payload};
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::errors::ApiError;
 
+/// The budget is counted in KiB so that 4 TiB still fits the semaphore's permits.
+const BUDGET_UNIT: usize = 1024;
+/// What a body of unknown length reserves up front, and then in steps as it grows.
+const UNKNOWN_LENGTH_STEP: usize = 64 * 1024;
+
+/// Memory for request bodies, shared by every request.
+#[derive(Debug)]
+pub struct BodyBudget {
+    semaphore: Arc<Semaphore>,
+}
+
+/// A share of the budget, returned when the request is done with its body.
+#[derive(Debug)]
+pub struct BodyReservation {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// How a body is to be read.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    /// How long to wait for budget before answering 503.
+    pub budget_wait: Duration,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(bytes.div_ceil(BUDGET_UNIT))),
+        }
+    }
+
+    async fn reserve(
+        &self,
+        bytes: usize,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_many_owned(units))
+            .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::Overloaded {
+                what: "request body memory in use",
+            }),
+        }
+    }
+}
+
 pub async fn read_limited(
     request: &HttpRequest,
-    mut payload: Payload,
-    limit: usize,
-) -> Result<BytesMut, ApiError> {
+    payload: Payload,
+    limits: BodyLimits,
+    budget: &BodyBudget,
+) -> Result<(BytesMut, BodyReservation), ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::BodyTooLarge { limit });
+    if declared.is_some_and(|length| length > limits.max_bytes) {
+        return Err(ApiError::BodyTooLarge {
+            limit: limits.max_bytes,
+        });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    let read = read_within_budget(payload, declared, limits, budget);
+    match tokio::time::timeout(limits.timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::BodyTimeout {
+            seconds: limits.timeout.as_secs_f64(),
+        }),
+    }
+}
+
+async fn read_within_budget(
+    mut payload: Payload,
+    declared: Option<usize>,
+    limits: BodyLimits,
+    budget: &BodyBudget,
+) -> Result<(BytesMut, BodyReservation), ApiError> {
+    let mut reserved = declared
+        .unwrap_or(UNKNOWN_LENGTH_STEP)
+        .min(limits.max_bytes);
+    let mut permit = if reserved == 0 {
+        None
+    } else {
+        Some(budget.reserve(reserved, limits.budget_wait).await?)
+    };
+    let mut body = BytesMut::with_capacity(reserved);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::BodyUnreadable(error.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+        let length = body.len() + chunk.len();
+        if length > limits.max_bytes {
+            return Err(ApiError::BodyTooLarge {
+                limit: limits.max_bytes,
+            });
+        }
+        if length > reserved {
+            // A body longer than declared, or of unknown length, reserves as it grows.
+            let more = (length - reserved)
+                .max(UNKNOWN_LENGTH_STEP)
+                .min(limits.max_bytes - reserved);
+            let extra = budget.reserve(more, limits.budget_wait).await?;
+            match &mut permit {
+                Some(permit) => permit.merge(extra),
+                None => permit = Some(extra),
+            }
+            reserved += more;
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok((body, BodyReservation { _permit: permit }))
 }

@@ -49,8 +49,10 @@ pub enum ApiError {
     InjectedFailure,
     #[error("the database is unavailable; nothing was stored, retry later")]
     DatabaseUnavailable(#[source] StorageError),
-    #[error("the server is saturated; nothing was stored, retry later")]
-    Overloaded(#[source] StorageError),
+    #[error("the server is saturated ({what}); nothing was stored, retry later")]
+    Overloaded { what: &'static str },
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: f64 },
     #[error("the database refused the data; nothing was stored")]
     DataRejected(#[source] StorageError),
     #[error("internal error")]
@@ -80,7 +82,8 @@ impl ApiError {
             Self::InvalidQuery(_) => "invalid_query",
             Self::InjectedFailure => "injected_failure",
             Self::DatabaseUnavailable(_) => "database_unavailable",
-            Self::Overloaded(_) => "overloaded",
+            Self::Overloaded { .. } => "overloaded",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::DataRejected(_) => "data_rejected",
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
@@ -103,7 +106,9 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(_) | StorageError::SchemaNotReady { .. } => {
                 Self::DatabaseUnavailable(error)
             }
-            StorageError::Overloaded => Self::Overloaded(error),
+            StorageError::Overloaded => Self::Overloaded {
+                what: "write queue full",
+            },
             StorageError::DataRejected(_) => Self::DataRejected(error),
             StorageError::Statement(_) | StorageError::CorruptRow { .. } => {
                 Self::Internal(error.into())
@@ -122,7 +127,10 @@ impl ResponseError for ApiError {
             Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             Self::InjectedFailure | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::DatabaseUnavailable(_) | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable(_) | Self::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }

@@ -16,7 +16,15 @@ use crate::state::{AppState, Runtime};
 use crate::telemetry;
 
 /// Keys whose new value only takes effect after a restart.
-const RESTART_KEYS: &[&str] = &["host", "port", "log.format"];
+const RESTART_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "log.format",
+    "http.request_head_timeout_ms",
+    "http.keep_alive_seconds",
+    "http.max_connections_per_worker",
+    "http.max_inflight_body_bytes",
+];
 const SECRET_KEYS: &[&str] = &["postgres.dsn"];
 
 #[derive(Debug, Serialize)]

@@ -41,6 +41,7 @@ impl Application {
         let listener = TcpListener::bind(address)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        let http = settings.http.clone();
         let runtime = Runtime::start(settings).context("failed to set up the database")?;
         let state = web::Data::new(AppState::new(
             runtime,
@@ -59,6 +60,10 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .client_request_timeout(http.request_head_timeout())
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(Duration::from_secs(http.keep_alive_seconds))
+        .max_connections(http.max_connections_per_worker)
         .listen(listener)
         .context("failed to listen")?
         .run();

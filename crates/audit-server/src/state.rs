@@ -10,6 +10,7 @@ use audit_core::repository::EventRepository;
 use audit_core::writer::EventWriter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::body::BodyBudget;
 use crate::metrics::ApplicationLabels;
 use crate::telemetry::LogControl;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub log_control: LogControl,
     pub application_labels: ApplicationLabels,
     pub prometheus: PrometheusHandle,
+    /// Fixed at start-up: changing it needs a restart.
+    pub body_budget: BodyBudget,
     /// Serialises reloads so that two cannot interleave their read and swap.
     pub reload_lock: tokio::sync::Mutex<()>,
 }
@@ -68,6 +71,7 @@ impl AppState {
         prometheus: PrometheusHandle,
     ) -> Self {
         Self {
+            body_budget: BodyBudget::new(runtime.settings.http.max_inflight_body_bytes),
             current: ArcSwap::from_pointee(runtime),
             config_source,
             log_control,

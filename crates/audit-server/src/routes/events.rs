@@ -9,7 +9,7 @@ use audit_core::event::NewEvent;
 use metrics::{counter, histogram};
 use serde_json::json;
 
-use crate::body::read_limited;
+use crate::body::{BodyLimits, read_limited};
 use crate::errors::ApiError;
 use crate::metrics::{
     DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL,
@@ -28,7 +28,13 @@ pub async fn post_events(
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
     inject_failure(&runtime)?;
-    let body = read_limited(&request, payload, runtime.settings.api.max_body_bytes).await?;
+    let limits = BodyLimits {
+        max_bytes: runtime.settings.api.max_body_bytes,
+        timeout: runtime.settings.http.body_timeout(),
+        budget_wait: runtime.settings.postgres.acquire_timeout(),
+    };
+    // The reservation lives until the response: parsed events take memory too.
+    let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
     let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
     drop(body);
     let inserted = timed("insert_events", runtime.writer.write(&events)).await?;

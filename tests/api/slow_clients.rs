@@ -1,0 +1,130 @@
+//! Slow, idle and greedy clients cannot exhaust the server.
+
+use std::time::{Duration, Instant};
+
+use audit_tests::test_app::{TestApp, event, json_body, spawn_app_with};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut received = Vec::new();
+    let result = tokio::time::timeout(limit, stream.read_to_end(&mut received)).await;
+    assert!(
+        result.is_ok(),
+        "the server kept the connection open for {limit:?}"
+    );
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408_after_the_body_timeout() {
+    let app = spawn_app_with(|settings| settings.http.body_timeout_ms = 500).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    let trickle = async {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    trickle.await;
+    let response = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("body_timeout"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.database.count_events().await, 0);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_head_timeout() {
+    let app = spawn_app_with(|settings| settings.http.request_head_timeout_ms = 300).await;
+    let mut stream = connect(&app).await;
+
+    let started = Instant::now();
+    read_until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_trickled_request_head_is_cut_off() {
+    let app = spawn_app_with(|settings| settings.http.request_head_timeout_ms = 300).await;
+    let mut stream = connect(&app).await;
+
+    let started = Instant::now();
+    for byte in b"GET /api/event HTTP/1.1\r\nHost: x\r\n".iter() {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    read_until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn many_idle_connections_do_not_stop_real_requests() {
+    let app = spawn_app_with(|settings| settings.http.request_head_timeout_ms = 10_000).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(connect(&app).await);
+    }
+
+    let response = app.post_events(&json!([event("a", json!(1))])).await;
+
+    assert_eq!(response.status(), 201);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_wait_then_get_503() {
+    let app = spawn_app_with(|settings| {
+        settings.api.max_body_bytes = 40 * 1024;
+        settings.http.max_inflight_body_bytes = 64 * 1024;
+        settings.postgres.acquire_timeout_ms = 300;
+        settings.http.body_timeout_ms = 10_000;
+    })
+    .await;
+    // The first request declares 40 KiB and sends it slowly, holding its share.
+    let mut holder = connect(&app).await;
+    holder
+        .write_all(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n[")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let body = format!("[{}]", vec![r#"{"x":1}"#; 4000].join(","));
+    assert!(body.len() > 30_000 && body.len() < 40 * 1024);
+    let response = app.post_raw(body).await;
+
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(json_body(response).await["error"], "overloaded");
+    drop(holder);
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        201
+    );
+}
