@@ -50,53 +50,34 @@ async fn sigint_stops_the_server_with_exit_code_0() {
     assert_eq!(status.code(), Some(0));
 }
 
-#[tokio::test]
-async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
-    let database = TestDatabase::create_migrated().await;
-    let (mut server, _config) = server_with_config(&database).await;
-    let url = format!("{}/api/event", server.address);
-    let mut clients = Vec::new();
-    for client_number in 0..4u64 {
-        let url = url.clone();
-        clients.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut acknowledged = Vec::new();
-            for n in 0..10_000u64 {
-                let id = client_number * 1_000_000 + n;
-                let body = json!([{
-                    "event_ts": "2023-12-05T12:55:52Z",
-                    "application_name": "a",
-                    "event_kind": "k",
-                    "payload": {"id": id},
-                }]);
-                match client.post(&url).json(&body).send().await {
-                    Ok(response) if response.status() == 201 => acknowledged.push(id),
-                    Ok(response) => assert!(
-                        response.status().is_server_error(),
-                        "unexpected {}",
-                        response.status()
-                    ),
-                    Err(_) => break,
-                }
-            }
-            acknowledged
-        }));
+/// Posts one-event batches with unique ids until the server stops answering; returns
+/// the ids acknowledged with 201.
+async fn post_until_stopped(url: String, client_number: u64) -> Vec<u64> {
+    let client = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    for n in 0..100_000u64 {
+        let id = client_number * 1_000_000 + n;
+        let body = json!([{
+            "event_ts": "2023-12-05T12:55:52Z",
+            "application_name": "a",
+            "event_kind": "k",
+            "payload": {"id": id},
+        }]);
+        match client.post(&url).json(&body).send().await {
+            Ok(response) if response.status() == 201 => acknowledged.push(id),
+            Ok(response) => assert!(
+                response.status().is_server_error(),
+                "unexpected {}",
+                response.status()
+            ),
+            Err(_) => break,
+        }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    acknowledged
+}
 
-    server.signal("TERM");
-    let status = server.wait_for_exit(Duration::from_secs(40)).await;
-
-    assert_eq!(status.code(), Some(0));
-    let mut acknowledged = HashSet::new();
-    for client in clients {
-        acknowledged.extend(client.await.unwrap());
-    }
-    assert!(
-        !acknowledged.is_empty(),
-        "no request succeeded before the stop"
-    );
-    let stored: HashSet<u64> = database
+async fn stored_ids(database: &TestDatabase) -> Vec<u64> {
+    database
         .client()
         .await
         .query("SELECT (payload->>'id')::bigint FROM events", &[])
@@ -104,9 +85,71 @@ async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
         .unwrap()
         .iter()
         .map(|row| row.get::<_, i64>(0) as u64)
+        .collect()
+}
+
+/// Runs four posting clients, sends `signal` after half a second, and returns the
+/// acknowledged ids once every client has stopped.
+async fn acknowledged_until_signal(server: &mut ServerProcess, signal: &str) -> HashSet<u64> {
+    let url = format!("{}/api/event", server.address);
+    let clients: Vec<_> = (0..4u64)
+        .map(|client_number| tokio::spawn(post_until_stopped(url.clone(), client_number)))
         .collect();
-    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal(signal);
+    let mut acknowledged = HashSet::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "no request succeeded before the {signal}"
+    );
+    acknowledged
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
+    let database = TestDatabase::create_migrated().await;
+    let (mut server, _config) = server_with_config(&database).await;
+
+    let acknowledged = acknowledged_until_signal(&mut server, "TERM").await;
+    let status = server.wait_for_exit(Duration::from_secs(40)).await;
+
+    assert_eq!(status.code(), Some(0));
+    let stored: Vec<u64> = stored_ids(&database).await;
+    let unique: HashSet<u64> = stored.iter().copied().collect();
+    assert_eq!(unique.len(), stored.len(), "an event was stored twice");
+    let lost: Vec<_> = acknowledged.difference(&unique).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_no_acknowledged_event() {
+    let database = TestDatabase::create_migrated().await;
+    let (mut server, config) = server_with_config(&database).await;
+
+    let acknowledged = acknowledged_until_signal(&mut server, "KILL").await;
+    server.wait_for_exit(Duration::from_secs(10)).await;
+    let restarted = ServerProcess::start(config.path()).await;
+
+    let stored: Vec<u64> = stored_ids(&database).await;
+    let unique: HashSet<u64> = stored.iter().copied().collect();
+    assert_eq!(unique.len(), stored.len(), "an event was stored twice");
+    let lost: Vec<_> = acknowledged.difference(&unique).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    assert_eq!(post_empty_batch(&restarted.address).await, 201);
+}
+
+async fn post_empty_batch(address: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{address}/api/event"))
+        .body("[]")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
