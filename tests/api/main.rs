@@ -4,6 +4,7 @@
 mod failure_injection;
 mod generate;
 mod get_event;
+mod idempotency;
 mod internal;
 mod migrate;
 mod post_event;

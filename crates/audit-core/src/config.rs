@@ -32,6 +32,7 @@ pub struct Settings {
     pub failure: FailureSettings,
     pub api: ApiSettings,
     pub ingest: IngestSettings,
+    pub idempotency: IdempotencySettings,
     pub metrics: MetricsSettings,
 }
 
@@ -110,6 +111,15 @@ pub struct IngestSettings {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+pub struct IdempotencySettings {
+    /// How long an idempotency key is remembered.
+    pub ttl_seconds: u64,
+    /// How often expired keys are deleted.
+    pub cleanup_interval_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetricsSettings {
     /// Distinct `application` label values of `events_inserted_total`; later ones are
     /// counted under `other` so that clients cannot grow the metric without bound.
@@ -147,6 +157,7 @@ impl Default for Settings {
             failure: FailureSettings::default(),
             api: ApiSettings::default(),
             ingest: IngestSettings::default(),
+            idempotency: IdempotencySettings::default(),
             metrics: MetricsSettings::default(),
         }
     }
@@ -218,6 +229,25 @@ impl Default for IngestSettings {
             queue_capacity: 1024,
             max_group_events: 20_000,
         }
+    }
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 24 * 60 * 60,
+            cleanup_interval_seconds: 60,
+        }
+    }
+}
+
+impl IdempotencySettings {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs(self.cleanup_interval_seconds.max(1))
     }
 }
 

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, Stream, StreamExt};
 use time::OffsetDateTime;
 use time::macros::datetime;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink, Transaction};
 
 use crate::event::NewEvent;
 
@@ -61,6 +61,16 @@ impl CopyEncoder {
         self.buffer.put_slice(text.as_bytes());
     }
 
+    /// Encodes a whole COPY stream: header, the events, trailer.
+    pub fn encode_stream(events: &[NewEvent]) -> Bytes {
+        let mut encoder = Self::with_header();
+        for event in events {
+            encoder.push(event);
+        }
+        encoder.finish();
+        encoder.take()
+    }
+
     /// Appends the end-of-data marker.
     pub fn finish(&mut self) {
         self.buffer.put_i16(-1);
@@ -87,7 +97,21 @@ pub async fn copy_in(
     client: &Client,
     chunks: impl Stream<Item = Bytes>,
 ) -> Result<u64, tokio_postgres::Error> {
-    let sink = client.copy_in::<_, Bytes>(COPY_EVENTS).await?;
+    send(client.copy_in::<_, Bytes>(COPY_EVENTS).await?, chunks).await
+}
+
+/// [`copy_in`] inside a transaction the caller commits.
+pub async fn copy_in_transaction(
+    transaction: &Transaction<'_>,
+    chunks: impl Stream<Item = Bytes>,
+) -> Result<u64, tokio_postgres::Error> {
+    send(transaction.copy_in::<_, Bytes>(COPY_EVENTS).await?, chunks).await
+}
+
+async fn send(
+    sink: CopyInSink<Bytes>,
+    chunks: impl Stream<Item = Bytes>,
+) -> Result<u64, tokio_postgres::Error> {
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(chunks);
     while let Some(chunk) = chunks.next().await {

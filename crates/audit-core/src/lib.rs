@@ -7,6 +7,7 @@ pub mod config;
 pub mod copy;
 pub mod database;
 pub mod event;
+pub mod idempotency;
 pub mod migrations;
 pub mod repository;
 pub mod timestamp;

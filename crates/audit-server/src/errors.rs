@@ -43,6 +43,10 @@ pub enum ApiError {
     TooManyEvents { limit: usize },
     #[error("the request body could not be read: {0}")]
     BodyUnreadable(String),
+    #[error("invalid request header")]
+    InvalidHeader(Detail),
+    #[error("this Idempotency-Key was already used with a different body; nothing was stored")]
+    IdempotencyKeyReused,
     #[error("invalid query parameters")]
     InvalidQuery(Vec<Detail>),
     #[error("injected failure (failure.chance); nothing was stored, a retry is safe")]
@@ -79,6 +83,8 @@ impl ApiError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::TooManyEvents { .. } => "too_many_events",
             Self::BodyUnreadable(_) => "body_unreadable",
+            Self::InvalidHeader(_) => "invalid_header",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InvalidQuery(_) => "invalid_query",
             Self::InjectedFailure => "injected_failure",
             Self::DatabaseUnavailable(_) => "database_unavailable",
@@ -93,7 +99,9 @@ impl ApiError {
 
     fn details(&self) -> &[Detail] {
         match self {
-            Self::MalformedJson(detail) => std::slice::from_ref(detail),
+            Self::MalformedJson(detail) | Self::InvalidHeader(detail) => {
+                std::slice::from_ref(detail)
+            }
             Self::Validation(details) | Self::InvalidQuery(details) => details,
             _ => &[],
         }
@@ -123,7 +131,9 @@ impl ResponseError for ApiError {
             Self::MalformedJson(_)
             | Self::Validation(_)
             | Self::InvalidQuery(_)
+            | Self::InvalidHeader(_)
             | Self::DataRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             Self::InjectedFailure | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

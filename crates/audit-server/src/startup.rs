@@ -9,7 +9,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use audit_core::config::{ConfigSource, Settings};
+use audit_core::idempotency;
 
+use crate::errors::cause_chain;
 use crate::middleware::{log_request, record_http_metrics};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
@@ -83,10 +85,28 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let reload_on_hangup = tokio::spawn(reload_on_sighup(self.state.clone()));
         let readiness = tokio::spawn(probe_readiness_periodically(self.state.clone()));
+        let cleanup = tokio::spawn(delete_expired_keys_periodically(self.state.clone()));
         let result = self.server.await;
         reload_on_hangup.abort();
         readiness.abort();
+        cleanup.abort();
         result
+    }
+}
+
+async fn delete_expired_keys_periodically(state: web::Data<AppState>) {
+    loop {
+        let runtime = state.runtime();
+        let settings = &runtime.settings.idempotency;
+        tokio::time::sleep(settings.cleanup_interval()).await;
+        let pool = runtime.repository.pool();
+        match idempotency::delete_expired(pool, settings.ttl()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+            Err(error) => {
+                tracing::warn!(error = %cause_chain(&error), "idempotency key clean-up failed")
+            }
+        }
     }
 }
 

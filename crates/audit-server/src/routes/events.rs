@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use audit_core::event::NewEvent;
+use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome};
 use metrics::{counter, histogram};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::body::{BodyLimits, read_limited};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Detail};
 use crate::metrics::{
     DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL,
 };
@@ -19,6 +22,11 @@ use crate::state::{AppState, Runtime};
 use crate::wire::incoming::parse_events;
 use crate::wire::outgoing::render_page;
 use crate::wire::page_query::parse_page_query;
+
+/// The header a client sets to make a POST safe to retry.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Set on a response that replays the first result of an idempotency key.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 #[tracing::instrument(name = "post_events", skip_all)]
 pub async fn post_events(
@@ -36,10 +44,70 @@ pub async fn post_events(
     // The reservation lives until the response: parsed events take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
     let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
+    if let Some(key) = idempotency_key(&request)? {
+        let request_hash = Sha256::digest(&body);
+        drop(body);
+        return post_keyed(&state, &runtime, &key, &request_hash, &events).await;
+    }
     drop(body);
     let inserted = timed("insert_events", runtime.writer.write(&events)).await?;
     count_inserted(&state, &runtime, &events);
-    Ok(HttpResponse::Created().json(json!({ "inserted": inserted })))
+    Ok(created(inserted))
+}
+
+fn created(inserted: u64) -> HttpResponse {
+    HttpResponse::Created().json(json!({ "inserted": inserted }))
+}
+
+/// The optional `Idempotency-Key` header, validated.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| IdempotencyKey::parse(text).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidHeader(Detail {
+                field: Some(IDEMPOTENCY_KEY_HEADER.to_owned()),
+                problem: InvalidKey.to_string(),
+                ..Detail::default()
+            })
+        })
+}
+
+/// A keyed batch: stored with its key in one transaction, or the first result replayed.
+async fn post_keyed(
+    state: &AppState,
+    runtime: &Runtime,
+    key: &IdempotencyKey,
+    request_hash: &[u8],
+    events: &[NewEvent],
+) -> Result<HttpResponse, ApiError> {
+    let ttl = runtime.settings.idempotency.ttl();
+    let pool = runtime.repository.pool();
+    let outcome = timed(
+        "insert_events_keyed",
+        idempotency::write_keyed(pool, key, request_hash, events, ttl),
+    )
+    .await?;
+    match outcome {
+        KeyedOutcome::Stored(inserted) => {
+            count_inserted(state, runtime, events);
+            Ok(created(inserted))
+        }
+        KeyedOutcome::Replayed(inserted) => {
+            let mut response = created(inserted);
+            response.headers_mut().insert(
+                HeaderName::from_static(REPLAYED_HEADER),
+                HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        KeyedOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
+    }
 }
 
 #[tracing::instrument(name = "get_events", skip_all)]
