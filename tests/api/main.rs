@@ -7,6 +7,8 @@ mod get_event;
 mod idempotency;
 mod internal;
 mod migrate;
+mod outage;
+mod overload;
 mod post_event;
 mod post_event_validation;
 mod process;

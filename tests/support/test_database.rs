@@ -15,6 +15,8 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 pub struct TestDatabase {
     pub name: String,
     pub settings: PostgresSettings,
+    /// Whether `Drop` drops the database from the shared server.
+    owned: bool,
 }
 
 fn admin_url() -> String {
@@ -49,7 +51,20 @@ impl TestDatabase {
             pool_size: 8,
             ..PostgresSettings::default()
         };
-        Self { name, settings }
+        Self {
+            name,
+            settings,
+            owned: true,
+        }
+    }
+
+    /// Wraps a database that lives elsewhere (a private cluster); `Drop` leaves it.
+    pub fn adopt(name: &str, settings: PostgresSettings) -> Self {
+        Self {
+            name: name.to_owned(),
+            settings,
+            owned: false,
+        }
     }
 
     /// Creates a database and applies every migration.
@@ -90,6 +105,9 @@ fn dsn_for(config: &tokio_postgres::Config) -> String {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         // Drop cannot be async, and the test's runtime may be shutting down, so the
         // database is dropped from a thread with a runtime of its own.
         let name = self.name.clone();
