@@ -4,9 +4,11 @@
 mod failure_injection;
 mod generate;
 mod get_event;
+mod hostile_input;
 mod idempotency;
 mod internal;
 mod migrate;
+mod openapi;
 mod outage;
 mod overload;
 mod post_event;

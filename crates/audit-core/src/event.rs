@@ -64,7 +64,14 @@ pub enum PayloadError {
     InvalidJson(String),
     #[error("contains the escape \\u0000, which PostgreSQL cannot store")]
     ContainsNul,
+    #[error("nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels")]
+    TooDeep,
 }
+
+/// Deepest nesting of arrays and objects a payload may have. PostgreSQL parses `json`
+/// recursively and fails on very deep values, so they are refused here, with a clear
+/// message, before they reach it.
+pub const MAX_PAYLOAD_DEPTH: usize = 128;
 
 /// The name of the application that reported the event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -117,9 +124,7 @@ fn check_name(value: &str) -> Result<(), NameError> {
 impl Payload {
     /// Accepts JSON text that serde_json already parsed as one value.
     pub fn from_raw(raw: Box<RawValue>) -> Result<Self, PayloadError> {
-        if contains_nul_escape(raw.get()) {
-            return Err(PayloadError::ContainsNul);
-        }
+        check_json_text(raw.get())?;
         Ok(Self(raw))
     }
 
@@ -164,22 +169,38 @@ impl fmt::Debug for Payload {
     }
 }
 
-/// Finds a `\u0000` escape in valid JSON text. Outside strings JSON has no backslashes,
-/// so it is enough to step over each escape pair and look at the `\u` ones.
-fn contains_nul_escape(json: &str) -> bool {
+/// Checks valid JSON text for what PostgreSQL cannot take: a `\u0000` escape, or
+/// nesting deeper than [`MAX_PAYLOAD_DEPTH`]. One pass, tracking whether it is inside a
+/// string, since brackets and backslashes there are just characters.
+fn check_json_text(json: &str) -> Result<(), PayloadError> {
     let bytes = json.as_bytes();
+    let mut depth = 0usize;
+    let mut in_string = false;
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] != b'\\' {
-            index += 1;
-            continue;
+        match (in_string, bytes[index]) {
+            (true, b'\\') => {
+                if bytes.get(index + 1) == Some(&b'u')
+                    && bytes.get(index + 2..index + 6) == Some(b"0000")
+                {
+                    return Err(PayloadError::ContainsNul);
+                }
+                index += 1;
+            }
+            (true, b'"') => in_string = false,
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_PAYLOAD_DEPTH {
+                    return Err(PayloadError::TooDeep);
+                }
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        if bytes.get(index + 1) == Some(&b'u') && bytes.get(index + 2..index + 6) == Some(b"0000") {
-            return true;
-        }
-        index += 2;
+        index += 1;
     }
-    false
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,6 +258,17 @@ mod tests {
             Payload::parse(r#"{"a":"x\\\u0000"}"#),
             Err(PayloadError::ContainsNul)
         );
+    }
+
+    #[test]
+    fn payload_nesting_is_limited_outside_strings_only() {
+        let deepest = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        let too_deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        let brackets_in_a_string = format!("\"{}\"", "[".repeat(500));
+
+        assert!(Payload::parse(&deepest).is_ok());
+        assert_eq!(Payload::parse(&too_deep), Err(PayloadError::TooDeep));
+        assert!(Payload::parse(&brackets_in_a_string).is_ok());
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
     #[error("no route for this path")]
     NotFound,
-    #[error("method not allowed for this path")]
-    MethodNotAllowed,
+    #[error("method not allowed for this path; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
 }
 
 #[derive(Serialize)]
@@ -93,7 +93,7 @@ impl ApiError {
             Self::DataRejected(_) => "data_rejected",
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -142,7 +142,7 @@ impl ResponseError for ApiError {
             }
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -157,6 +157,9 @@ impl ResponseError for ApiError {
             details: self.details(),
         };
         let mut response = HttpResponse::build(status);
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((
                 header::RETRY_AFTER,

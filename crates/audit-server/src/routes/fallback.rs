@@ -1,6 +1,6 @@
 //! JSON answers for requests no route takes.
 
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, Route, web};
 
 use crate::errors::ApiError;
 
@@ -8,6 +8,7 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A 405 that names the allowed methods in `Allow`, as RFC 9110 asks.
+pub fn method_not_allowed(allow: &'static str) -> Route {
+    web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }

@@ -74,3 +74,12 @@ pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
         }
     }
 }
+
+/// The OpenAPI 3 document of this API, kept in the repository beside the code.
+const OPENAPI_DOCUMENT: &str = include_str!("../../openapi.json");
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_DOCUMENT)
+}

@@ -18,25 +18,42 @@ pub fn configure(config: &mut web::ServiceConfig) {
             web::resource(EVENTS_PATH)
                 .route(web::get().to(events::get_events))
                 .route(web::post().to(events::post_events))
-                .default_service(web::to(fallback::method_not_allowed)),
+                .default_service(fallback::method_not_allowed("GET, POST")),
         )
         .service(internal_resource(
             "/health",
+            "GET",
             web::get().to(internal::health),
         ))
-        .service(internal_resource("/ready", web::get().to(internal::ready)))
+        .service(internal_resource(
+            "/ready",
+            "GET",
+            web::get().to(internal::ready),
+        ))
         .service(internal_resource(
             "/metrics",
+            "GET",
             web::get().to(internal::metrics),
         ))
         .service(internal_resource(
             "/reload",
+            "POST",
             web::post().to(internal::reload),
+        ))
+        .service(internal_resource(
+            "/openapi.json",
+            "GET",
+            web::get().to(internal::openapi),
         ));
 }
 
-fn internal_resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A resource with one route; every other method is 405 naming `allow`.
+fn internal_resource(
+    path: &str,
+    allow: &'static str,
+    route: actix_web::Route,
+) -> actix_web::Resource {
     web::resource(path)
         .route(route)
-        .default_service(web::to(fallback::method_not_allowed))
+        .default_service(fallback::method_not_allowed(allow))
 }

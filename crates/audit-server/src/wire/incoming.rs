@@ -536,4 +536,92 @@ mod tests {
             other => panic!("expected a validation error, got {other:?}"),
         }
     }
+
+    mod hostile {
+        use actix_web::ResponseError;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON-ish text: real JSON values, spliced with the pieces that break parsers.
+        fn json_like() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_owned()),
+                Just("1e999999".to_owned()),
+                Just("-0.0000000000000000000000001".to_owned()),
+                Just("123456789012345678901234567890".to_owned()),
+                Just(r#""\u0000""#.to_owned()),
+                Just(r#""\ud800""#.to_owned()),
+                Just(r#""2023-12-05T12:55:52Z""#.to_owned()),
+                ".{0,40}".prop_map(|text| serde_json::to_string(&text).unwrap()),
+                any::<i64>().prop_map(|number| number.to_string()),
+            ];
+            leaf.prop_recursive(6, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8)
+                        .prop_map(|items| format!("[{}]", items.join(","))),
+                    prop::collection::vec(
+                        (
+                            prop_oneof![
+                                Just("event_ts".to_owned()),
+                                Just("application_name".to_owned()),
+                                Just("event_kind".to_owned()),
+                                Just("payload".to_owned()),
+                                "[a-z_]{0,12}",
+                            ],
+                            inner
+                        ),
+                        0..6
+                    )
+                    .prop_map(|entries| {
+                        let fields: Vec<String> = entries
+                            .into_iter()
+                            .map(|(key, value)| {
+                                format!("{}:{value}", serde_json::to_string(&key).unwrap())
+                            })
+                            .collect();
+                        format!("{{{}}}", fields.join(","))
+                    }),
+                ]
+            })
+        }
+
+        fn assert_client_error(
+            result: Result<Vec<NewEvent>, ApiError>,
+        ) -> Result<(), TestCaseError> {
+            if let Err(error) = result {
+                prop_assert!(error.status_code().is_client_error(), "{error:?}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic_and_fail_as_client_errors(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                assert_client_error(parse_events(&body, 100))?;
+            }
+
+            #[test]
+            fn arbitrary_json_like_bodies_never_panic_and_fail_as_client_errors(body in json_like()) {
+                assert_client_error(parse_events(body.as_bytes(), 100))?;
+                assert_client_error(parse_events(format!("[{body}]").as_bytes(), 100))?;
+            }
+        }
+
+        #[test]
+        fn nesting_far_deeper_than_the_recursion_limit_is_a_client_error() {
+            let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+            let payload = format!(
+                r#"[{{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":{deep}}}]"#
+            );
+
+            for body in [deep.as_str(), payload.as_str()] {
+                // No Debug output on failure: the accepted value would be 200 kB.
+                let rejected = parse_events(body.as_bytes(), 100)
+                    .err()
+                    .is_some_and(|error| error.status_code().is_client_error());
+                assert!(rejected, "a body nested 100,000 deep was accepted");
+            }
+        }
+    }
 }

@@ -119,4 +119,20 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_query_strings_never_panic(query in ".{0,200}") {
+            let _ = parse(&query);
+        }
+
+        #[test]
+        fn arbitrary_values_are_accepted_only_in_range(value in ".{0,30}") {
+            let query = format!("page_size={}", form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>());
+            match parse(&query) {
+                Ok(page) => proptest::prop_assert!((1..=1000).contains(&page.page_size)),
+                Err(error) => proptest::prop_assert!(matches!(error, ApiError::InvalidQuery(_))),
+            }
+        }
+    }
 }
