@@ -5,6 +5,7 @@
 //! - `cargo xtask bench`: the service against the database's own ceiling.
 //! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
 
+mod api_fuzz;
 mod bench;
 mod bench_bulk;
 mod command;
@@ -57,7 +58,8 @@ struct BenchBulk {
     rounds: usize,
 }
 
-/// Check formatting, run clippy with warnings denied, and run every test.
+/// Check formatting, run clippy with warnings denied, run schemathesis against a live
+/// server, and run every test.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "ci")]
 struct Ci {}
@@ -112,8 +114,9 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // The process tests start the real `audit-server` binary.
+    // The process tests and schemathesis start the real `audit-server` binary.
     run_checked(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
+    api_fuzz::run()?;
     ensure_nextest()?;
     // nextest runs each test in its own process, which the tests rely on: the metrics
     // recorder is global to a process, and some tests count exact metric values.
