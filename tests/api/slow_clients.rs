@@ -128,3 +128,75 @@ async fn bodies_beyond_the_memory_budget_wait_then_get_503() {
         201
     );
 }
+
+/// The peak resident memory of a process, from /proc.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::test]
+async fn a_flood_of_maximum_size_bodies_keeps_memory_bounded() {
+    use audit_tests::server_process::ServerProcess;
+    use audit_tests::test_app::{test_settings, write_config};
+    use audit_tests::test_database::TestDatabase;
+
+    let database = TestDatabase::create_migrated().await;
+    let mut settings = test_settings(&database);
+    settings.api.max_body_bytes = 16 * 1024 * 1024;
+    settings.http.max_inflight_body_bytes = 32 * 1024 * 1024;
+    settings.postgres.acquire_timeout_ms = 500;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write_config(&mut config, &settings);
+    let server = ServerProcess::start(config.path()).await;
+    let before = peak_rss_mib(server.child.id());
+    // 16 MiB of JSON whitespace around an empty array: the largest body allowed.
+    let mut body = vec![b' '; 16 * 1024 * 1024 - 2];
+    body.extend_from_slice(b"[]");
+    let body = bytes::Bytes::from(body);
+
+    let requests: Vec<_> = (0..24)
+        .map(|_| {
+            let url = format!("{}/api/event", server.address);
+            let body = body.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|response| response.status().as_u16())
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap());
+    }
+
+    let peak = peak_rss_mib(server.child.id());
+    let answered: Vec<u16> = statuses
+        .iter()
+        .filter_map(|status| status.as_ref().ok().copied())
+        .collect();
+    assert!(
+        answered.iter().all(|status| matches!(status, 201 | 503)),
+        "{statuses:?}"
+    );
+    assert!(answered.contains(&201), "{statuses:?}");
+    // 24 bodies of 16 MiB are 384 MiB; the budget lets 32 MiB in at once. Without
+    // the budget this grows by several hundred MiB.
+    assert!(
+        peak - before < 100.0,
+        "peak RSS grew from {before:.0} to {peak:.0} MiB"
+    );
+}
