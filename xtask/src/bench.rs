@@ -23,14 +23,17 @@ const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
 const READ_DATABASE: &str = "audit_bench_read";
 const PORT: u16 = 18_080;
-const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
+/// Events per POST, with the concurrent clients of that run: clients that send each
+/// event as it happens are many; clients that send large batches are few.
+const INGEST_RUNS: [(usize, u32); 4] = [(1, 128), (10, 128), (100, 32), (1000, 32)];
 
 /// How big and how long: the full run, or a smoke run that takes seconds.
 pub struct BenchPlan {
     pub ceiling_rows: u64,
     pub read_rows: u64,
     pub run_seconds: u32,
-    pub connections: u32,
+    /// Divides the connections of every run (a smoke run uses fewer).
+    pub connection_divisor: u32,
     pub output: Option<PathBuf>,
 }
 
@@ -62,22 +65,26 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     let config = write_server_config(&context, &ingest_dsn)?;
     let mut server = start_server(&context, &config)?;
     let mut ingest = Vec::new();
-    for batch_size in BATCH_SIZES {
+    for (batch_size, connections) in INGEST_RUNS {
+        // Each run starts from an empty table and a clean checkpoint.
+        run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "TRUNCATE events"]))?;
+        run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "CHECKPOINT"]))?;
         let script = post_script(&context.directory, batch_size)?;
+        let connections = (connections / plan.connection_divisor).max(1);
         let result = run_wrk(
             &format!("http://127.0.0.1:{PORT}/api/event"),
             Some(&script),
-            plan.connections,
+            connections,
             plan.run_seconds,
         )?;
-        ingest.push((batch_size, result));
+        ingest.push((batch_size, connections, result));
     }
     let peak_rss_kib = peak_rss_kib(server.id())?;
-    for (batch_size, result) in &ingest {
+    for (batch_size, connections, result) in &ingest {
         let events = result.requests_per_second * *batch_size as f64;
         writeln!(
             report,
-            "POST {batch_size:>4} events: {events:>9.0} events/s ({:.2} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            "POST {batch_size:>4} events, {connections:>3} clients: {events:>9.0} events/s ({:.2} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
             events / ceiling,
             result.p50_ms,
             result.p99_ms,
@@ -101,16 +108,17 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         &format!("http://127.0.0.1:{PORT}/reload"),
     ])?;
     let deep_token = token_at_depth(&read_dsn, plan.read_rows / 2)?;
+    let read_connections = (32 / plan.connection_divisor).max(1);
     let first = run_wrk(
         &format!("http://127.0.0.1:{PORT}/api/event?page_size=10"),
         None,
-        plan.connections,
+        read_connections,
         plan.run_seconds,
     )?;
     let deep = run_wrk(
         &format!("http://127.0.0.1:{PORT}/api/event?page_size=10&page_token={deep_token}"),
         None,
-        plan.connections,
+        read_connections,
         plan.run_seconds,
     )?;
     for (label, result) in [("first page", &first), ("page half-way deep", &deep)] {
@@ -143,8 +151,67 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     }
     println!("{report}");
     if let Some(output) = &plan.output {
-        std::fs::write(output, &report)?;
+        write_report(
+            output,
+            &report,
+            &environment_description(&read_dsn_server(&context))?,
+        )?;
     }
+    Ok(())
+}
+
+fn read_dsn_server(context: &BenchEnvironment) -> String {
+    format!("{}/postgres", context.server_url)
+}
+
+/// The machine and PostgreSQL settings the figures were measured on.
+fn environment_description(dsn: &str) -> anyhow::Result<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|name| name.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let query = "SELECT version() UNION ALL SELECT name || ' = ' || setting || coalesce(' ' || unit, '') \
+                 FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', \
+                 'wal_level', 'max_wal_size', 'checkpoint_timeout', 'commit_delay', 'work_mem')";
+    let output = Command::new("psql")
+        .args(["-qtA", dsn, "-c", query])
+        .output()?;
+    let settings = String::from_utf8_lossy(&output.stdout);
+    Ok(format!(
+        "- CPU: {cores} cores, {cpu}\n- {memory}\n- Server, wrk and PostgreSQL share these cores.\n- PostgreSQL:\n{}",
+        settings
+            .lines()
+            .map(|line| format!("  - {line}\n"))
+            .collect::<String>()
+    ))
+}
+
+/// Replaces the generated part of the report file, keeping what was written around it.
+fn write_report(path: &Path, figures: &str, environment: &str) -> anyhow::Result<()> {
+    const START: &str = "<!-- cargo xtask bench: start -->";
+    const END: &str = "<!-- cargo xtask bench: end -->";
+    let generated = format!(
+        "{START}\n## Figures (generated by `cargo xtask bench`)\n\n```\n{figures}```\n\n### Machine\n\n{environment}\n{END}"
+    );
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (existing.find(START), existing.find(END)) {
+        (Some(start), Some(end)) => format!(
+            "{}{generated}{}",
+            &existing[..start],
+            &existing[end + END.len()..]
+        ),
+        _ => format!("{existing}\n{generated}\n"),
+    };
+    std::fs::write(path, text)?;
     Ok(())
 }
 

@@ -41,7 +41,8 @@ struct Bench {
     /// a run of seconds with small tables, to check that the benchmark works
     #[argh(switch)]
     smoke: bool,
-    /// write the report to this file as well
+    /// the report file whose generated section is replaced (default BENCHMARKS.md; the
+    /// smoke run writes none unless given)
     #[argh(option)]
     output: Option<PathBuf>,
 }
@@ -87,7 +88,7 @@ fn main() -> anyhow::Result<()> {
                 ceiling_rows: 100_000,
                 read_rows: 200_000,
                 run_seconds: 2,
-                connections: 8,
+                connection_divisor: 4,
                 output: bench.output,
             }
         } else {
@@ -95,8 +96,12 @@ fn main() -> anyhow::Result<()> {
                 ceiling_rows: 1_000_000,
                 read_rows: 10_000_000,
                 run_seconds: 15,
-                connections: 32,
-                output: bench.output,
+                connection_divisor: 1,
+                output: Some(
+                    bench
+                        .output
+                        .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
+                ),
             }
         }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),

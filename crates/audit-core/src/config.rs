@@ -40,6 +40,8 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
+    /// Worker threads serving HTTP; 0 means one per CPU core.
+    pub workers: usize,
     /// Time a client has to send a request's head; then 408 and the connection closes.
     pub request_head_timeout_ms: u64,
     /// Time a whole request body may take to arrive; then 408.
@@ -166,6 +168,7 @@ impl Default for Settings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
+            workers: 0,
             request_head_timeout_ms: 5_000,
             body_timeout_ms: 30_000,
             keep_alive_seconds: 5,

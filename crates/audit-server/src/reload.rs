@@ -20,6 +20,7 @@ const RESTART_KEYS: &[&str] = &[
     "host",
     "port",
     "log.format",
+    "http.workers",
     "http.request_head_timeout_ms",
     "http.keep_alive_seconds",
     "http.max_connections_per_worker",

@@ -53,7 +53,7 @@ impl Application {
         ));
 
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(from_fn(record_http_metrics))
@@ -65,10 +65,11 @@ impl Application {
         .client_request_timeout(http.request_head_timeout())
         .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(Duration::from_secs(http.keep_alive_seconds))
-        .max_connections(http.max_connections_per_worker)
-        .listen(listener)
-        .context("failed to listen")?
-        .run();
+        .max_connections(http.max_connections_per_worker);
+        if http.workers > 0 {
+            server = server.workers(http.workers);
+        }
+        let server = server.listen(listener).context("failed to listen")?.run();
         Ok(Self {
             port,
             server,
