@@ -1,12 +1,11 @@
 //! A real Prometheus scrapes a real server under generated load; every expression of
 //! the shipped dashboard and rules must return data.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use audit_tests::server_process::workspace_binary;
+use audit_tests::server_process::{free_port, workspace_binary};
 use audit_tests::test_app::spawn_app_with;
 use serde_json::Value;
 
@@ -25,14 +24,6 @@ impl Drop for Prometheus {
 
 fn deploy_directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_prometheus(target_port: u16) -> Prometheus {

@@ -109,12 +109,7 @@ async fn a_dsn_that_does_not_answer_is_refused_and_the_old_pool_kept() {
 
     assert_eq!(response.status(), 422);
     assert_eq!(json_body(response).await["error"], "database_unreachable");
-    assert_eq!(
-        app.post_events(&json!([event("a", json!(1))]))
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.post_one_event().await, 201);
 }
 
 #[tokio::test]
@@ -164,11 +159,6 @@ async fn reloading_pool_settings_swaps_in_a_new_pool() {
     ] {
         assert!(changed[key].is_object(), "{key} missing from {changed}");
     }
-    assert_eq!(
-        app.post_events(&json!([event("a", json!(1))]))
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.post_one_event().await, 201);
     assert!(app.metrics_text().await.contains("db_pool_max_size 3"));
 }

@@ -2,11 +2,12 @@
 //! binaries, for tests that stop and start the database (the shared one must stay up
 //! for every other test).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
 use audit_core::config::PostgresSettings;
+
+use crate::server_process::free_port;
 
 pub struct PrivateCluster {
     directory: tempfile::TempDir,
@@ -50,11 +51,7 @@ impl PrivateCluster {
                 .arg(directory.path()));
         }
         let cluster = Self {
-            port: TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port(),
+            port: free_port(),
             binaries: server_binaries(),
             directory,
         };

@@ -26,7 +26,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now, for a child process to bind.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -100,6 +100,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts one valid event and returns the status: 201 shows the server still works.
+    pub async fn post_one_event(&self) -> reqwest::StatusCode {
+        self.post_events(&serde_json::json!([event("a", serde_json::json!(1))]))
+            .await
+            .status()
+    }
+
     pub async fn get_events(&self, query: &str) -> reqwest::Response {
         self.http
             .get(self.url(&format!("/api/event{query}")))
