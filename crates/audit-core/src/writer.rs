@@ -84,18 +84,22 @@ impl EventWriter {
     }
 
     /// Stores the batch and returns how many rows were written, after the commit.
-    pub async fn write(&self, events: &[NewEvent]) -> Result<u64, StorageError> {
+    /// Takes the events by value: they are encoded and freed before the wait for the
+    /// commit, so a waiting request holds only its encoded rows.
+    pub async fn write(&self, events: Vec<NewEvent>) -> Result<u64, StorageError> {
         if events.is_empty() {
             return Ok(0);
         }
         let mut encoder = CopyEncoder::without_header();
-        for event in events {
+        for event in &events {
             encoder.push(event);
         }
+        let count = events.len() as u64;
+        drop(events);
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             rows: encoder.take(),
-            count: events.len() as u64,
+            count,
             reply,
         };
         match tokio::time::timeout(self.enqueue_timeout, self.sender.send(request)).await {

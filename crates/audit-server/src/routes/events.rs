@@ -50,8 +50,9 @@ pub async fn post_events(
         return post_keyed(&state, &runtime, &key, &request_hash, &events).await;
     }
     drop(body);
-    let inserted = timed("insert_events", runtime.writer.write(&events)).await?;
-    count_inserted(&state, &runtime, &events);
+    let per_application = count_per_application(&state, &runtime, &events);
+    let inserted = timed("insert_events", runtime.writer.write(events)).await?;
+    record_inserted(per_application);
     Ok(created(inserted))
 }
 
@@ -95,7 +96,7 @@ async fn post_keyed(
     .await?;
     match outcome {
         KeyedOutcome::Stored(inserted) => {
-            count_inserted(state, runtime, events);
+            record_inserted(count_per_application(state, runtime, events));
             Ok(created(inserted))
         }
         KeyedOutcome::Replayed(inserted) => {
@@ -157,9 +158,13 @@ async fn timed<T, E>(
     result
 }
 
-fn count_inserted(state: &AppState, runtime: &Runtime, events: &[NewEvent]) {
-    // Counted in order of first appearance, so that which names get their own label
-    // under the limit does not depend on hash order.
+/// Events per `application` label, in order of first appearance, so that which names
+/// get their own label under the limit does not depend on hash order.
+fn count_per_application(
+    state: &AppState,
+    runtime: &Runtime,
+    events: &[NewEvent],
+) -> Vec<(String, u64)> {
     let mut positions: HashMap<&str, usize> = HashMap::new();
     let mut per_application: Vec<(&str, u64)> = Vec::new();
     for event in events {
@@ -171,8 +176,20 @@ fn count_inserted(state: &AppState, runtime: &Runtime, events: &[NewEvent]) {
         per_application[position].1 += 1;
     }
     let limit = runtime.settings.metrics.max_application_labels;
-    for (application, count) in per_application {
-        let label = state.application_labels.label_for(application, limit);
+    per_application
+        .into_iter()
+        .map(|(application, count)| {
+            (
+                state.application_labels.label_for(application, limit),
+                count,
+            )
+        })
+        .collect()
+}
+
+/// Counts committed events; called only after the commit.
+fn record_inserted(per_application: Vec<(String, u64)>) {
+    for (label, count) in per_application {
         counter!(EVENTS_INSERTED_TOTAL, "application" => label).increment(count);
     }
 }
