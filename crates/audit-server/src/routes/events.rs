@@ -36,6 +36,7 @@ pub async fn post_events(
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
     inject_failure(&runtime)?;
+    let key = idempotency_key(&request)?;
     let limits = BodyLimits {
         max_bytes: runtime.settings.api.max_body_bytes,
         timeout: runtime.settings.http.body_timeout(),
@@ -44,7 +45,7 @@ pub async fn post_events(
     // The reservation lives until the response: parsed events take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
     let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
-    if let Some(key) = idempotency_key(&request)? {
+    if let Some(key) = key {
         let request_hash = Sha256::digest(&body);
         drop(body);
         return post_keyed(&state, &runtime, &key, &request_hash, &events).await;
