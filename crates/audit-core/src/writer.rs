@@ -18,7 +18,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::IngestSettings;
-use crate::copy::{CopyEncoder, copy_in};
+use crate::copy::{COPY_EVENTS, CopyEncoder, copy_in_prepared};
 use crate::event::NewEvent;
 use crate::repository::{StorageError, classify, connection_from};
 
@@ -172,7 +172,9 @@ async fn write_group(pool: &Pool, group: &[WriteRequest]) -> Result<u64, Storage
     let chunks = std::iter::once(header)
         .chain(group.iter().map(|request| request.rows.clone()))
         .chain(std::iter::once(trailer.take()));
-    copy_in(&client, futures_util::stream::iter(chunks))
+    // Prepared once per pooled connection, not once per group.
+    let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
+    copy_in_prepared(&client, &statement, futures_util::stream::iter(chunks))
         .await
         .map_err(classify)
 }
