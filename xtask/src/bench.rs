@@ -84,11 +84,9 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         let events = result.requests_per_second * *batch_size as f64;
         writeln!(
             report,
-            "POST {batch_size:>4} events, {connections:>3} clients: {events:>9.0} events/s ({:.2} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            "POST {batch_size:>4} events, {connections:>3} clients: {events:>9.0} events/s ({:.2} of ceiling), {}",
             events / ceiling,
-            result.p50_ms,
-            result.p99_ms,
-            result.non_success
+            result.latency_summary()
         )?;
     }
     writeln!(
@@ -124,13 +122,11 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     for (label, result) in [("first page", &first), ("page half-way deep", &deep)] {
         writeln!(
             report,
-            "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), {}",
             plan.read_rows,
             result.requests_per_second,
             result.requests_per_second / ceiling,
-            result.p50_ms,
-            result.p99_ms,
-            result.non_success
+            result.latency_summary()
         )?;
     }
     writeln!(

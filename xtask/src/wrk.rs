@@ -14,6 +14,16 @@ pub struct WrkResult {
     pub non_success: u64,
 }
 
+impl WrkResult {
+    /// `p50 .. ms, p99 .. ms, N non-2xx`, as every line of the report ends.
+    pub fn latency_summary(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, {} non-2xx",
+            self.p50_ms, self.p99_ms, self.non_success
+        )
+    }
+}
+
 /// Two threads (one per core), `connections` connections, `seconds` long.
 pub fn run_wrk(
     url: &str,
