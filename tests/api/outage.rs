@@ -124,6 +124,12 @@ async fn outage_under_load(shutdown_mode: &str) {
         .count();
     assert!(recovered > 0, "no request succeeded after the restart");
 
+    let acknowledged = statuses.iter().filter(|status| **status == 201).count();
+    eprintln!(
+        "{shutdown_mode} shutdown: {} batches of {EVENTS_PER_BATCH} sent, {acknowledged} acknowledged (201), {} refused (503), slowest {slowest:?}",
+        attempts.len(),
+        attempts.len() - acknowledged
+    );
     let mut copies: HashMap<u64, i64> = HashMap::new();
     for row in app
         .database
@@ -138,6 +144,9 @@ async fn outage_under_load(shutdown_mode: &str) {
     {
         copies.insert(row.get::<_, i64>(0) as u64, row.get(1));
     }
+    let stored_events: i64 = copies.values().sum();
+    let duplicated = copies.values().filter(|count| **count > 1).count();
+    eprintln!("{shutdown_mode} shutdown: {stored_events} events found, {duplicated} duplicated");
     for attempt in &attempts {
         let found: Vec<i64> = (attempt.first_id..attempt.first_id + EVENTS_PER_BATCH)
             .map(|id| copies.get(&id).copied().unwrap_or(0))

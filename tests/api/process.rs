@@ -121,6 +121,13 @@ async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
     let unique: HashSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "an event was stored twice");
     let lost: Vec<_> = acknowledged.difference(&unique).collect();
+    eprintln!(
+        "SIGTERM: {} acknowledged, {} found, {} lost, {} duplicated",
+        acknowledged.len(),
+        unique.len(),
+        lost.len(),
+        stored.len() - unique.len()
+    );
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
 }
 
@@ -137,6 +144,13 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     let unique: HashSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "an event was stored twice");
     let lost: Vec<_> = acknowledged.difference(&unique).collect();
+    eprintln!(
+        "SIGKILL: {} acknowledged, {} found, {} lost, {} duplicated",
+        acknowledged.len(),
+        unique.len(),
+        lost.len(),
+        stored.len() - unique.len()
+    );
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     assert_eq!(post_empty_batch(&restarted.address).await, 201);
 }
