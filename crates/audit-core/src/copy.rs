@@ -44,6 +44,20 @@ impl CopyEncoder {
         }
     }
 
+    /// Rows only, in a buffer sized for exactly these events: a request's rows wait in
+    /// the write queue until their commit, so a 1-event request should hold ~100 bytes,
+    /// not a 64 KiB buffer.
+    pub fn for_events(events: &[NewEvent]) -> Self {
+        let bytes: usize = events.iter().map(encoded_length).sum();
+        let mut encoder = Self {
+            buffer: BytesMut::with_capacity(bytes),
+        };
+        for event in events {
+            encoder.push(event);
+        }
+        encoder
+    }
+
     pub fn push(&mut self, event: &NewEvent) {
         let micros = (event.event_ts.as_offset_date_time() - POSTGRES_EPOCH).whole_microseconds();
         self.buffer.put_i16(FIELD_COUNT);
@@ -88,6 +102,16 @@ impl CopyEncoder {
     pub fn take(&mut self) -> Bytes {
         self.buffer.split().freeze()
     }
+}
+
+/// The exact size of one encoded row: field count, four length prefixes, the
+/// timestamp and the three texts.
+fn encoded_length(event: &NewEvent) -> usize {
+    2 + 4 * 4
+        + 8
+        + event.application_name.as_str().len()
+        + event.event_kind.as_str().len()
+        + event.payload.as_json_text().len()
 }
 
 /// Runs one COPY that reads the given chunks of an encoded stream (header first,
@@ -135,6 +159,25 @@ mod tests {
     use super::*;
     use crate::event::{ApplicationName, EventKind, Payload};
     use crate::timestamp::EventTimestamp;
+
+    #[test]
+    fn rows_for_events_fill_their_buffer_exactly() {
+        let event = NewEvent {
+            event_ts: EventTimestamp::parse("2000-01-01T00:00:01Z").unwrap(),
+            application_name: ApplicationName::parse("app".to_owned()).unwrap(),
+            event_kind: EventKind::parse("kind".to_owned()).unwrap(),
+            payload: Payload::parse(r#"{"a":1}"#).unwrap(),
+        };
+        let events = vec![event.clone(), event];
+
+        let mut encoder = CopyEncoder::for_events(&events);
+
+        let rows = encoder.take();
+        assert_eq!(rows.len(), 2 * encoded_length(&events[0]));
+        let mut one = CopyEncoder::without_header();
+        one.push(&events[0]);
+        assert_eq!(&rows[..rows.len() / 2], one.take().as_ref());
+    }
 
     #[test]
     fn a_row_is_encoded_as_four_length_prefixed_fields() {

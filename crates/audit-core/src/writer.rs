@@ -90,10 +90,7 @@ impl EventWriter {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut encoder = CopyEncoder::without_header();
-        for event in &events {
-            encoder.push(event);
-        }
+        let mut encoder = CopyEncoder::for_events(&events);
         let count = events.len() as u64;
         drop(events);
         let (reply, answer) = oneshot::channel();
