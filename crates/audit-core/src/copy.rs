@@ -16,7 +16,10 @@ use crate::event::NewEvent;
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload) \
      FROM STDIN (FORMAT binary)";
 
-const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+/// The whole stream header: signature, flags 0, header extension length 0.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end-of-data marker: a field count of -1.
+const TRAILER: &[u8] = &[0xff, 0xff];
 const FIELD_COUNT: i16 = 4;
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
@@ -31,9 +34,7 @@ impl CopyEncoder {
     /// Starts a stream with the COPY header.
     pub fn with_header() -> Self {
         let mut buffer = BytesMut::with_capacity(64 * 1024);
-        buffer.put_slice(SIGNATURE);
-        buffer.put_i32(0); // flags
-        buffer.put_i32(0); // header extension length
+        buffer.put_slice(HEADER);
         Self { buffer }
     }
 
@@ -83,6 +84,16 @@ impl CopyEncoder {
         }
         encoder.finish();
         encoder.take()
+    }
+
+    /// The stream header on its own, for streams assembled from row chunks.
+    pub fn header() -> Bytes {
+        Bytes::from_static(HEADER)
+    }
+
+    /// The end-of-data marker on its own.
+    pub fn trailer() -> Bytes {
+        Bytes::from_static(TRAILER)
     }
 
     /// Appends the end-of-data marker.
@@ -177,6 +188,21 @@ mod tests {
         let mut one = CopyEncoder::without_header();
         one.push(&events[0]);
         assert_eq!(&rows[..rows.len() / 2], one.take().as_ref());
+    }
+
+    #[test]
+    fn header_and_trailer_follow_the_binary_copy_format() {
+        // Signature, then 32-bit flags and 32-bit extension length, both zero.
+        let mut expected_header = b"PGCOPY\n\xff\r\n\0".to_vec();
+        expected_header.extend_from_slice(&0i32.to_be_bytes());
+        expected_header.extend_from_slice(&0i32.to_be_bytes());
+        let mut encoder = CopyEncoder::with_header();
+
+        assert_eq!(CopyEncoder::header().as_ref(), expected_header.as_slice());
+        assert_eq!(encoder.take(), CopyEncoder::header());
+        encoder.finish();
+        assert_eq!(encoder.take(), CopyEncoder::trailer());
+        assert_eq!(CopyEncoder::trailer().as_ref(), (-1i16).to_be_bytes());
     }
 
     #[test]

@@ -162,13 +162,9 @@ fn answer_all(group: Vec<WriteRequest>, result: impl Fn(u64) -> Result<u64, Stor
 /// Writes every request of the group with one COPY, in one transaction.
 async fn write_group(pool: &Pool, group: &[WriteRequest]) -> Result<u64, StorageError> {
     let client = connection_from(pool).await?;
-    let mut header = CopyEncoder::with_header();
-    let header = header.take();
-    let mut trailer = CopyEncoder::without_header();
-    trailer.finish();
-    let chunks = std::iter::once(header)
+    let chunks = std::iter::once(CopyEncoder::header())
         .chain(group.iter().map(|request| request.rows.clone()))
-        .chain(std::iter::once(trailer.take()));
+        .chain(std::iter::once(CopyEncoder::trailer()));
     // Prepared once per pooled connection, not once per group.
     let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
     copy_in_prepared(&client, &statement, futures_util::stream::iter(chunks))
