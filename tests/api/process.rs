@@ -117,18 +117,7 @@ async fn sigterm_under_load_loses_no_acknowledged_event_and_exits_0() {
     let status = server.wait_for_exit(Duration::from_secs(40)).await;
 
     assert_eq!(status.code(), Some(0));
-    let stored: Vec<u64> = stored_ids(&database).await;
-    let unique: HashSet<u64> = stored.iter().copied().collect();
-    assert_eq!(unique.len(), stored.len(), "an event was stored twice");
-    let lost: Vec<_> = acknowledged.difference(&unique).collect();
-    eprintln!(
-        "SIGTERM: {} acknowledged, {} found, {} lost, {} duplicated",
-        acknowledged.len(),
-        unique.len(),
-        lost.len(),
-        stored.len() - unique.len()
-    );
-    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    assert_every_acknowledged_event_stored_once(&database, &acknowledged, "TERM").await;
 }
 
 #[tokio::test]
@@ -140,19 +129,28 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     server.wait_for_exit(Duration::from_secs(10)).await;
     let restarted = ServerProcess::start(config.path()).await;
 
-    let stored: Vec<u64> = stored_ids(&database).await;
+    assert_every_acknowledged_event_stored_once(&database, &acknowledged, "KILL").await;
+    assert_eq!(post_empty_batch(&restarted.address).await, 201);
+}
+
+/// Every acknowledged id is stored, and no id twice; prints the counts.
+async fn assert_every_acknowledged_event_stored_once(
+    database: &TestDatabase,
+    acknowledged: &HashSet<u64>,
+    signal: &str,
+) {
+    let stored: Vec<u64> = stored_ids(database).await;
     let unique: HashSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "an event was stored twice");
     let lost: Vec<_> = acknowledged.difference(&unique).collect();
     eprintln!(
-        "SIGKILL: {} acknowledged, {} found, {} lost, {} duplicated",
+        "SIG{signal}: {} acknowledged, {} found, {} lost, {} duplicated",
         acknowledged.len(),
         unique.len(),
         lost.len(),
         stored.len() - unique.len()
     );
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
-    assert_eq!(post_empty_batch(&restarted.address).await, 201);
 }
 
 async fn post_empty_batch(address: &str) -> u16 {

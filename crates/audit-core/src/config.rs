@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -388,17 +388,6 @@ impl ConfigSource {
 }
 
 impl Settings {
-    /// Loads settings from the given file path alone, ignoring the environment; a
-    /// convenience for tests and tools.
-    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let source = ConfigSource {
-            file: Some(path.to_owned()),
-            file_required: true,
-            environment: Some(HashMap::new()),
-        };
-        source.load().map(|(settings, _)| settings)
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: &str| {
             Err(ConfigError::InvalidValue {

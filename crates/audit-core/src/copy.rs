@@ -38,13 +38,6 @@ impl CopyEncoder {
         Self { buffer }
     }
 
-    /// Continues a stream whose header was already written.
-    pub fn without_header() -> Self {
-        Self {
-            buffer: BytesMut::with_capacity(64 * 1024),
-        }
-    }
-
     /// Rows only, in a buffer sized for exactly these events: a request's rows wait in
     /// the write queue until their commit, so a 1-event request should hold ~100 bytes,
     /// not a 64 KiB buffer.
@@ -171,23 +164,27 @@ mod tests {
     use crate::event::{ApplicationName, EventKind, Payload};
     use crate::timestamp::EventTimestamp;
 
+    /// An event one second after PostgreSQL's epoch.
+    fn sample_event(application: &str, kind: &str, payload: &str) -> NewEvent {
+        NewEvent {
+            event_ts: EventTimestamp::parse("2000-01-01T00:00:01Z").unwrap(),
+            application_name: ApplicationName::parse(application.to_owned()).unwrap(),
+            event_kind: EventKind::parse(kind.to_owned()).unwrap(),
+            payload: Payload::parse(payload).unwrap(),
+        }
+    }
+
     #[test]
     fn rows_for_events_fill_their_buffer_exactly() {
-        let event = NewEvent {
-            event_ts: EventTimestamp::parse("2000-01-01T00:00:01Z").unwrap(),
-            application_name: ApplicationName::parse("app".to_owned()).unwrap(),
-            event_kind: EventKind::parse("kind".to_owned()).unwrap(),
-            payload: Payload::parse(r#"{"a":1}"#).unwrap(),
-        };
+        let event = sample_event("app", "kind", r#"{"a":1}"#);
         let events = vec![event.clone(), event];
 
         let mut encoder = CopyEncoder::for_events(&events);
 
         let rows = encoder.take();
         assert_eq!(rows.len(), 2 * encoded_length(&events[0]));
-        let mut one = CopyEncoder::without_header();
-        one.push(&events[0]);
-        assert_eq!(&rows[..rows.len() / 2], one.take().as_ref());
+        let one = CopyEncoder::for_events(&events[..1]).take();
+        assert_eq!(&rows[..rows.len() / 2], one.as_ref());
     }
 
     #[test]
@@ -207,15 +204,9 @@ mod tests {
 
     #[test]
     fn a_row_is_encoded_as_four_length_prefixed_fields() {
-        let event = NewEvent {
-            event_ts: EventTimestamp::parse("2000-01-01T00:00:01Z").unwrap(),
-            application_name: ApplicationName::parse("a".to_owned()).unwrap(),
-            event_kind: EventKind::parse("k".to_owned()).unwrap(),
-            payload: Payload::parse("1").unwrap(),
-        };
-        let mut encoder = CopyEncoder::without_header();
+        let event = sample_event("a", "k", "1");
 
-        encoder.push(&event);
+        let mut encoder = CopyEncoder::for_events(&[event]);
         encoder.finish();
 
         let mut expected = vec![0, 4, 0, 0, 0, 8];
