@@ -152,8 +152,11 @@ async fn send(
 ) -> Result<u64, tokio_postgres::Error> {
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(chunks);
+    // `feed`, not `send`: the sink gathers small chunks (a 1-event request's rows are
+    // ~100 bytes) into CopyData messages of 4 KiB, where `send` would flush each chunk
+    // as a message and a socket write of its own.
     while let Some(chunk) = chunks.next().await {
-        sink.send(chunk).await?;
+        sink.feed(chunk).await?;
     }
     sink.finish().await
 }
