@@ -22,6 +22,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often recorded histogram samples are folded into their buckets. Until then the
+/// recorder keeps every sample, so without this its memory grows with the request
+/// rate times the time since the last scrape, without bound if nothing scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -87,10 +91,12 @@ impl Application {
         let reload_on_hangup = tokio::spawn(reload_on_sighup(self.state.clone()));
         let readiness = tokio::spawn(probe_readiness_periodically(self.state.clone()));
         let cleanup = tokio::spawn(delete_expired_keys_periodically(self.state.clone()));
+        let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let result = self.server.await;
         reload_on_hangup.abort();
         readiness.abort();
         cleanup.abort();
+        upkeep.abort();
         result
     }
 }
@@ -108,6 +114,14 @@ async fn delete_expired_keys_periodically(state: web::Data<AppState>) {
                 tracing::warn!(error = %cause_chain(&error), "idempotency key clean-up failed")
             }
         }
+    }
+}
+
+async fn drain_histograms_periodically(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        state.prometheus.run_upkeep();
     }
 }
 
