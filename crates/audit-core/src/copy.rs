@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
 
-use crate::event::NewEvent;
+use crate::event::{EventRef, NewEvent};
 
 /// The COPY statement that reads what [`CopyEncoder`] writes.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload) \
@@ -28,6 +28,16 @@ const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
 #[derive(Debug, Default)]
 pub struct CopyEncoder {
     buffer: BytesMut,
+    /// Rows pushed since the encoder was made.
+    rows: u64,
+}
+
+/// One batch's rows in binary COPY format, without header or trailer: what the
+/// writer queues and one COPY reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedRows {
+    pub bytes: Bytes,
+    pub count: u64,
 }
 
 impl CopyEncoder {
@@ -35,24 +45,33 @@ impl CopyEncoder {
     pub fn with_header() -> Self {
         let mut buffer = BytesMut::with_capacity(64 * 1024);
         buffer.put_slice(HEADER);
-        Self { buffer }
+        Self { buffer, rows: 0 }
     }
 
     /// Rows only, in a buffer sized for exactly these events: a request's rows wait in
     /// the write queue until their commit, so a 1-event request should hold ~100 bytes,
     /// not a 64 KiB buffer.
     pub fn for_events(events: &[NewEvent]) -> Self {
-        let bytes: usize = events.iter().map(encoded_length).sum();
-        let mut encoder = Self {
-            buffer: BytesMut::with_capacity(bytes),
-        };
+        let bytes: usize = events
+            .iter()
+            .map(|event| encoded_length(event.as_event_ref()))
+            .sum();
+        let mut encoder = Self::with_capacity(bytes);
         for event in events {
-            encoder.push(event);
+            encoder.push(event.as_event_ref());
         }
         encoder
     }
 
-    pub fn push(&mut self, event: &NewEvent) {
+    /// Rows only, in a buffer of the given initial capacity (it grows as needed).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buffer: BytesMut::with_capacity(bytes),
+            rows: 0,
+        }
+    }
+
+    pub fn push(&mut self, event: EventRef<'_>) {
         let micros = (event.event_ts.as_offset_date_time() - POSTGRES_EPOCH).whole_microseconds();
         self.buffer.put_i16(FIELD_COUNT);
         self.buffer.put_i32(8);
@@ -61,6 +80,7 @@ impl CopyEncoder {
         self.put_text(event.application_name.as_str());
         self.put_text(event.event_kind.as_str());
         self.put_text(event.payload.as_json_text());
+        self.rows += 1;
     }
 
     fn put_text(&mut self, text: &str) {
@@ -73,7 +93,7 @@ impl CopyEncoder {
     pub fn encode_stream(events: &[NewEvent]) -> Bytes {
         let mut encoder = Self::with_header();
         for event in events {
-            encoder.push(event);
+            encoder.push(event.as_event_ref());
         }
         encoder.finish();
         encoder.take()
@@ -102,6 +122,14 @@ impl CopyEncoder {
         self.buffer.is_empty()
     }
 
+    /// The rows pushed, as one batch; for an encoder made without a header.
+    pub fn into_rows(mut self) -> EncodedRows {
+        EncodedRows {
+            bytes: self.take(),
+            count: self.rows,
+        }
+    }
+
     /// Takes the bytes written so far, leaving the encoder empty.
     pub fn take(&mut self) -> Bytes {
         self.buffer.split().freeze()
@@ -110,7 +138,7 @@ impl CopyEncoder {
 
 /// The exact size of one encoded row: field count, four length prefixes, the
 /// timestamp and the three texts.
-fn encoded_length(event: &NewEvent) -> usize {
+fn encoded_length(event: EventRef<'_>) -> usize {
     2 + 4 * 4
         + 8
         + event.application_name.as_str().len()
@@ -185,7 +213,7 @@ mod tests {
         let mut encoder = CopyEncoder::for_events(&events);
 
         let rows = encoder.take();
-        assert_eq!(rows.len(), 2 * encoded_length(&events[0]));
+        assert_eq!(rows.len(), 2 * encoded_length(events[0].as_event_ref()));
         let one = CopyEncoder::for_events(&events[..1]).take();
         assert_eq!(&rows[..rows.len() / 2], one.as_ref());
     }

@@ -2,6 +2,8 @@
 //!
 //! A `NewEvent` can only be built from parts that passed validation, so the storage
 //! layer and everything else behind the HTTP edge trust it without checking again.
+//! `EventRef` is the same guarantee for texts borrowed from a request body: the server
+//! validates them in place and encodes them without copying each into its own string.
 
 use std::fmt;
 
@@ -32,6 +34,78 @@ impl Serialize for NewEvent {
         map.serialize_entry("event_kind", self.event_kind.as_str())?;
         map.serialize_entry("payload", self.payload.as_raw_value())?;
         map.end()
+    }
+}
+
+impl NewEvent {
+    pub fn as_event_ref(&self) -> EventRef<'_> {
+        EventRef {
+            event_ts: self.event_ts,
+            application_name: ValidName(self.application_name.as_str()),
+            event_kind: ValidName(self.event_kind.as_str()),
+            payload: ValidPayload(self.payload.as_raw_value()),
+        }
+    }
+}
+
+/// A validated event whose texts are borrowed; built only from validated parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub event_ts: EventTimestamp,
+    pub application_name: ValidName<'a>,
+    pub event_kind: ValidName<'a>,
+    pub payload: ValidPayload<'a>,
+}
+
+impl EventRef<'_> {
+    /// An owned copy, for callers that keep events beyond the borrowed text.
+    pub fn to_new_event(&self) -> NewEvent {
+        NewEvent {
+            event_ts: self.event_ts,
+            application_name: ApplicationName(self.application_name.0.to_owned()),
+            event_kind: EventKind(self.event_kind.0.to_owned()),
+            payload: Payload(self.payload.0.to_owned()),
+        }
+    }
+}
+
+/// An application name or event kind that passed the name rules, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidName<'a>(&'a str);
+
+impl<'a> ValidName<'a> {
+    pub fn parse(value: &'a str) -> Result<Self, NameError> {
+        check_name(value)?;
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// A payload's JSON text that passed validation, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidPayload<'a>(&'a RawValue);
+
+// Compared by text, like `Payload`.
+impl PartialEq for ValidPayload<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for ValidPayload<'_> {}
+
+impl<'a> ValidPayload<'a> {
+    /// Accepts JSON text that serde_json already parsed as one value.
+    pub fn from_raw(raw: &'a RawValue) -> Result<Self, PayloadError> {
+        check_json_text(raw.get())?;
+        Ok(Self(raw))
+    }
+
+    pub fn as_json_text(&self) -> &'a str {
+        self.0.get()
     }
 }
 
@@ -269,6 +343,28 @@ mod tests {
         assert!(Payload::parse(&deepest).is_ok());
         assert_eq!(Payload::parse(&too_deep), Err(PayloadError::TooDeep));
         assert!(Payload::parse(&brackets_in_a_string).is_ok());
+    }
+
+    #[test]
+    fn borrowed_events_follow_the_same_rules_and_convert_exactly() {
+        assert_eq!(ValidName::parse(""), Err(NameError::Empty));
+        assert_eq!(
+            ValidName::parse(&"a".repeat(126)),
+            Err(NameError::TooLong(126))
+        );
+        let raw: &RawValue = serde_json::from_str(r#"{"a":"\u0000"}"#).unwrap();
+        assert_eq!(ValidPayload::from_raw(raw), Err(PayloadError::ContainsNul));
+
+        let raw: &RawValue = serde_json::from_str(r#"{"b":1e400,"a":0.1}"#).unwrap();
+        let event = EventRef {
+            event_ts: EventTimestamp::parse("2023-12-05T12:55:52.805022Z").unwrap(),
+            application_name: ValidName::parse("app").unwrap(),
+            event_kind: ValidName::parse("UserLogin").unwrap(),
+            payload: ValidPayload::from_raw(raw).unwrap(),
+        };
+        let owned = event.to_new_event();
+        assert_eq!(owned.payload.as_json_text(), r#"{"b":1e400,"a":0.1}"#);
+        assert_eq!(owned.as_event_ref(), event);
     }
 
     #[test]

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use crate::copy::{CopyEncoder, copy_in_transaction};
-use crate::event::NewEvent;
+use crate::copy::{CopyEncoder, EncodedRows, copy_in_transaction};
 use crate::repository::{StorageError, classify, connection_from};
 
 /// Longest key accepted, in bytes.
@@ -57,7 +56,7 @@ pub async fn write_keyed(
     pool: &Pool,
     key: &IdempotencyKey,
     request_hash: &[u8],
-    events: &[NewEvent],
+    rows: &EncodedRows,
     ttl: Duration,
 ) -> Result<KeyedOutcome, StorageError> {
     let mut client = connection_from(pool).await?;
@@ -77,7 +76,7 @@ pub async fn write_keyed(
         .execute(
             "INSERT INTO idempotency_keys (key, request_hash, inserted) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO NOTHING",
-            &[&key.as_str(), &request_hash, &(events.len() as i64)],
+            &[&key.as_str(), &request_hash, &(rows.count as i64)],
         )
         .await
         .map_err(classify)?;
@@ -96,11 +95,15 @@ pub async fn write_keyed(
         }
         return Ok(KeyedOutcome::Replayed(inserted as u64));
     }
-    let stored = if events.is_empty() {
+    let stored = if rows.count == 0 {
         0
     } else {
-        let stream = CopyEncoder::encode_stream(events);
-        copy_in_transaction(&transaction, futures_util::stream::iter([stream]))
+        let stream = [
+            CopyEncoder::header(),
+            rows.bytes.clone(),
+            CopyEncoder::trailer(),
+        ];
+        copy_in_transaction(&transaction, futures_util::stream::iter(stream))
             .await
             .map_err(classify)?
     };

@@ -18,8 +18,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::IngestSettings;
-use crate::copy::{COPY_EVENTS, CopyEncoder, copy_in_prepared};
-use crate::event::NewEvent;
+use crate::copy::{COPY_EVENTS, CopyEncoder, EncodedRows, copy_in_prepared};
 use crate::repository::{StorageError, classify, connection_from};
 
 /// Queues batches for the writer tasks; cheap to clone.
@@ -84,19 +83,15 @@ impl EventWriter {
     }
 
     /// Stores the batch and returns how many rows were written, after the commit.
-    /// Takes the events by value: they are encoded and freed before the wait for the
-    /// commit, so a waiting request holds only its encoded rows.
-    pub async fn write(&self, events: Vec<NewEvent>) -> Result<u64, StorageError> {
-        if events.is_empty() {
+    /// A waiting request holds only its encoded rows (callers encode as they parse).
+    pub async fn write(&self, rows: EncodedRows) -> Result<u64, StorageError> {
+        if rows.count == 0 {
             return Ok(0);
         }
-        let mut encoder = CopyEncoder::for_events(&events);
-        let count = events.len() as u64;
-        drop(events);
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
-            rows: encoder.take(),
-            count,
+            rows: rows.bytes,
+            count: rows.count,
             reply,
         };
         match tokio::time::timeout(self.enqueue_timeout, self.sender.send(request)).await {

@@ -119,7 +119,7 @@ pub fn write_copy_file(mut options: BulkOptions, path: &PathBuf) -> anyhow::Resu
     let mut writer = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
     let mut encoder = CopyEncoder::with_header();
     for _ in 0..options.count {
-        encoder.push(&options.factory.next_event());
+        encoder.push(options.factory.next_event().as_event_ref());
         if encoder.len() >= CHUNK_BYTES {
             writer.write_all(&encoder.take())?;
         }
@@ -136,7 +136,7 @@ fn produce(mut options: BulkOptions, sender: &mpsc::Sender<Message>, encoded: &A
         let rows = remaining.min(options.rows_per_copy.max(1));
         let mut encoder = CopyEncoder::with_header();
         for _ in 0..rows {
-            encoder.push(&options.factory.next_event());
+            encoder.push(options.factory.next_event().as_event_ref());
             // A closed channel means the loader failed; it reports why.
             if encoder.len() >= CHUNK_BYTES
                 && sender

@@ -1,12 +1,11 @@
 //! `POST /api/event` and `GET /api/event`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use audit_core::event::NewEvent;
+use audit_core::copy::EncodedRows;
 use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome};
 use metrics::{counter, histogram};
 use serde_json::json;
@@ -19,7 +18,7 @@ use crate::metrics::{
 };
 use crate::routes::EVENTS_PATH;
 use crate::state::{AppState, Runtime};
-use crate::wire::incoming::parse_events;
+use crate::wire::incoming::parse_batch;
 use crate::wire::outgoing::render_page;
 use crate::wire::page_query::parse_page_query;
 
@@ -42,17 +41,17 @@ pub async fn post_events(
         timeout: runtime.settings.http.body_timeout(),
         budget_wait: runtime.settings.postgres.acquire_timeout(),
     };
-    // The reservation lives until the response: parsed events take memory too.
+    // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
-    let events = parse_events(&body, runtime.settings.api.max_batch_events)?;
-    if let Some(key) = key {
-        let request_hash = Sha256::digest(&body);
-        drop(body);
-        return post_keyed(&state, &runtime, &key, &request_hash, &events).await;
-    }
+    let batch = parse_batch(&body, runtime.settings.api.max_batch_events)?;
+    let request_hash = key.as_ref().map(|_| Sha256::digest(&body));
     drop(body);
-    let per_application = count_per_application(&state, &runtime, &events);
-    let inserted = timed("insert_events", runtime.writer.write(events)).await?;
+    let (rows, per_application) = batch.into_parts();
+    let per_application = application_labels(&state, &runtime, per_application);
+    if let (Some(key), Some(request_hash)) = (key, request_hash) {
+        return post_keyed(&runtime, &key, &request_hash, &rows, per_application).await;
+    }
+    let inserted = timed("insert_events", runtime.writer.write(rows)).await?;
     record_inserted(per_application);
     Ok(created(inserted))
 }
@@ -82,22 +81,22 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiE
 
 /// A keyed batch: stored with its key in one transaction, or the first result replayed.
 async fn post_keyed(
-    state: &AppState,
     runtime: &Runtime,
     key: &IdempotencyKey,
     request_hash: &[u8],
-    events: &[NewEvent],
+    rows: &EncodedRows,
+    per_application: Vec<(String, u64)>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = runtime.settings.idempotency.ttl();
     let pool = runtime.repository.pool();
     let outcome = timed(
         "insert_events_keyed",
-        idempotency::write_keyed(pool, key, request_hash, events, ttl),
+        idempotency::write_keyed(pool, key, request_hash, rows, ttl),
     )
     .await?;
     match outcome {
         KeyedOutcome::Stored(inserted) => {
-            record_inserted(count_per_application(state, runtime, events));
+            record_inserted(per_application);
             Ok(created(inserted))
         }
         KeyedOutcome::Replayed(inserted) => {
@@ -159,29 +158,19 @@ async fn timed<T, E>(
     result
 }
 
-/// Events per `application` label, in order of first appearance, so that which names
-/// get their own label under the limit does not depend on hash order.
-fn count_per_application(
+/// The `application` label of each name, under the configured limit of names; the
+/// counts keep the batch's order of first appearance.
+fn application_labels(
     state: &AppState,
     runtime: &Runtime,
-    events: &[NewEvent],
+    per_application: Vec<(String, u64)>,
 ) -> Vec<(String, u64)> {
-    let mut positions: HashMap<&str, usize> = HashMap::new();
-    let mut per_application: Vec<(&str, u64)> = Vec::new();
-    for event in events {
-        let application = event.application_name.as_str();
-        let position = *positions.entry(application).or_insert_with(|| {
-            per_application.push((application, 0));
-            per_application.len() - 1
-        });
-        per_application[position].1 += 1;
-    }
     let limit = runtime.settings.metrics.max_application_labels;
     per_application
         .into_iter()
         .map(|(application, count)| {
             (
-                state.application_labels.label_for(application, limit),
+                state.application_labels.label_for(&application, limit),
                 count,
             )
         })

@@ -8,12 +8,13 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use audit_core::event::{ApplicationName, EventKind, NewEvent, Payload};
+use audit_core::event::{EventRef, NewEvent, ValidName, ValidPayload};
 use audit_core::timestamp::EventTimestamp;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::errors::{ApiError, Detail};
+use crate::wire::encoded_batch::EncodedBatch;
 
 /// At most this many problems are reported, so a bad 16 MiB body cannot produce an
 /// even larger error body.
@@ -21,8 +22,30 @@ pub const MAX_REPORTED_PROBLEMS: usize = 100;
 /// Unknown field names are cut to this many characters in error details.
 const MAX_REPORTED_NAME_CHARS: usize = 64;
 
-/// Parses and validates a whole batch; all of it is valid or nothing is returned.
+/// Where the parser puts each valid event, while its texts still borrow the body.
+pub trait EventSink {
+    fn accept(&mut self, event: EventRef<'_>);
+}
+
+/// Owned events, for tests and tools that look at the fields.
+impl EventSink for Vec<NewEvent> {
+    fn accept(&mut self, event: EventRef<'_>) {
+        self.push(event.to_new_event());
+    }
+}
+
+/// Parses and validates a whole batch into COPY rows, without an allocation per
+/// field; all of it is valid or nothing is returned. This is what `POST` uses.
+pub fn parse_batch(body: &[u8], max_events: usize) -> Result<EncodedBatch, ApiError> {
+    parse_into(body, max_events, EncodedBatch::for_body(body.len()))
+}
+
+/// Parses and validates a whole batch into owned events.
 pub fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<NewEvent>, ApiError> {
+    parse_into(body, max_events, Vec::new())
+}
+
+fn parse_into<S: EventSink>(body: &[u8], max_events: usize, mut sink: S) -> Result<S, ApiError> {
     let too_many = Cell::new(false);
     let mut problems = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
@@ -30,12 +53,13 @@ pub fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<NewEvent>, Api
         max_events,
         too_many: &too_many,
         problems: &mut problems,
+        sink: &mut sink,
     }
     .deserialize(&mut deserializer)
-    .and_then(|events| deserializer.end().map(|()| events));
+    .and_then(|()| deserializer.end());
 
-    let events = match outcome {
-        Ok(events) => events,
+    match outcome {
+        Ok(()) => {}
         Err(_) if too_many.get() => {
             return Err(ApiError::TooManyEvents { limit: max_events });
         }
@@ -53,21 +77,22 @@ pub fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<NewEvent>, Api
                 ..Detail::default()
             }));
         }
-    };
+    }
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));
     }
-    Ok(events)
+    Ok(sink)
 }
 
-struct BatchSeed<'a> {
+struct BatchSeed<'a, S> {
     max_events: usize,
     too_many: &'a Cell<bool>,
     problems: &'a mut Vec<Detail>,
+    sink: &'a mut S,
 }
 
-impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
-    type Value = Vec<NewEvent>;
+impl<'de, S: EventSink> DeserializeSeed<'de> for BatchSeed<'_, S> {
+    type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
@@ -77,72 +102,78 @@ impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for BatchSeed<'_> {
-    type Value = Vec<NewEvent>;
+impl<'de, S: EventSink> Visitor<'de> for BatchSeed<'_, S> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a JSON array of events")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
-        let capacity = sequence.size_hint().unwrap_or(0).min(self.max_events);
-        let mut events = Vec::with_capacity(capacity);
         let mut index = 0;
-        while let Some(outcome) = sequence.next_element_seed(EventSeed)? {
+        loop {
+            // Once the batch is known to be refused, events are only checked, not kept.
+            let sink = if self.problems.is_empty() {
+                Some(&mut *self.sink)
+            } else {
+                None
+            };
+            let Some(outcome) = sequence.next_element_seed(EventSeed { sink })? else {
+                break;
+            };
             if index == self.max_events {
                 self.too_many.set(true);
                 return Err(de::Error::custom("too many events"));
             }
-            match outcome {
-                Ok(event) => events.push(event),
-                Err(problems) => {
-                    for (field, problem) in problems {
-                        if self.problems.len() < MAX_REPORTED_PROBLEMS {
-                            self.problems.push(Detail {
-                                index: Some(index),
-                                field,
-                                problem,
-                                ..Detail::default()
-                            });
-                        }
+            if let Err(problems) = outcome {
+                for (field, problem) in problems {
+                    if self.problems.len() < MAX_REPORTED_PROBLEMS {
+                        self.problems.push(Detail {
+                            index: Some(index),
+                            field,
+                            problem,
+                            ..Detail::default()
+                        });
                     }
                 }
             }
             index += 1;
         }
-        Ok(events)
+        Ok(())
     }
 }
 
 /// One event's problems: the field (if any) and what is wrong with it.
 type Problems = Vec<(Option<String>, String)>;
 
-struct EventSeed;
+struct EventSeed<'a, S> {
+    sink: Option<&'a mut S>,
+}
 
-impl<'de> DeserializeSeed<'de> for EventSeed {
-    type Value = Result<NewEvent, Problems>;
+impl<'de, S: EventSink> DeserializeSeed<'de> for EventSeed<'_, S> {
+    type Value = Result<(), Problems>;
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(EventVisitor)
+        deserializer.deserialize_any(EventVisitor { sink: self.sink })
     }
 }
 
-struct EventVisitor;
-
-impl EventVisitor {
-    fn not_an_object<E>(kind: &str) -> Result<Result<NewEvent, Problems>, E> {
-        Ok(Err(vec![(
-            None,
-            format!("expected an event object, found {kind}"),
-        )]))
-    }
+struct EventVisitor<'a, S> {
+    sink: Option<&'a mut S>,
 }
 
-impl<'de> Visitor<'de> for EventVisitor {
-    type Value = Result<NewEvent, Problems>;
+fn not_an_object<E>(kind: &str) -> Result<Result<(), Problems>, E> {
+    Ok(Err(vec![(
+        None,
+        format!("expected an event object, found {kind}"),
+    )]))
+}
+
+impl<'de, S: EventSink> Visitor<'de> for EventVisitor<'_, S> {
+    type Value = Result<(), Problems>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("an event object")
@@ -165,7 +196,8 @@ impl<'de> Visitor<'de> for EventVisitor {
                     fields.store_text(EVENT_KIND, value);
                 }
                 FieldName::Payload => {
-                    let value = map.next_value::<Box<RawValue>>()?;
+                    // Borrowed: the payload's raw text is a slice of the body.
+                    let value = map.next_value::<&'de RawValue>()?;
                     fields.store_payload(value);
                 }
                 FieldName::Unknown(name) => {
@@ -176,36 +208,36 @@ impl<'de> Visitor<'de> for EventVisitor {
                 }
             }
         }
-        Ok(fields.finish())
+        Ok(fields.finish(self.sink))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
         while sequence.next_element::<IgnoredAny>()?.is_some() {}
-        Self::not_an_object("an array")
+        not_an_object("an array")
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Self::not_an_object("a boolean")
+        not_an_object("a boolean")
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Self::not_an_object("a number")
+        not_an_object("a number")
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Self::not_an_object("a number")
+        not_an_object("a number")
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Self::not_an_object("a number")
+        not_an_object("a number")
     }
 
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Self::not_an_object("a string")
+        not_an_object("a string")
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Self::not_an_object("null")
+        not_an_object("null")
     }
 }
 
@@ -220,7 +252,7 @@ struct EventFields<'de> {
     event_ts: Option<Text<'de>>,
     application_name: Option<Text<'de>>,
     event_kind: Option<Text<'de>>,
-    payload: Option<Box<RawValue>>,
+    payload: Option<&'de RawValue>,
     problems: Problems,
 }
 
@@ -239,7 +271,7 @@ impl<'de> EventFields<'de> {
         *slot = Some(value);
     }
 
-    fn store_payload(&mut self, value: Box<RawValue>) {
+    fn store_payload(&mut self, value: &'de RawValue) {
         if self.payload.is_some() {
             self.problems.push((
                 Some(PAYLOAD.to_owned()),
@@ -250,43 +282,40 @@ impl<'de> EventFields<'de> {
         self.payload = Some(value);
     }
 
-    /// Validates every field, collecting all problems rather than the first.
-    fn finish(mut self) -> Result<NewEvent, Problems> {
-        let event_ts = required_text(&mut self.problems, EVENT_TS, self.event_ts)
-            .and_then(|text| record(&mut self.problems, EVENT_TS, EventTimestamp::parse(&text)));
-        let application_name =
-            required_text(&mut self.problems, APPLICATION_NAME, self.application_name).and_then(
-                |text| {
-                    let parsed = ApplicationName::parse(text.into_owned());
-                    record(&mut self.problems, APPLICATION_NAME, parsed)
-                },
-            );
-        let event_kind =
-            required_text(&mut self.problems, EVENT_KIND, self.event_kind).and_then(|text| {
-                record(
-                    &mut self.problems,
-                    EVENT_KIND,
-                    EventKind::parse(text.into_owned()),
-                )
-            });
+    /// Validates every field, collecting all problems rather than the first, and hands
+    /// a valid event to the sink (if there is one) while its texts are still borrowed.
+    fn finish<S: EventSink>(mut self, sink: Option<&mut S>) -> Result<(), Problems> {
+        let problems = &mut self.problems;
+        let event_ts = required_text(problems, EVENT_TS, self.event_ts)
+            .and_then(|text| record(problems, EVENT_TS, EventTimestamp::parse(&text)));
+        let application_text = required_text(problems, APPLICATION_NAME, self.application_name);
+        let application_name = application_text
+            .as_deref()
+            .and_then(|text| record(problems, APPLICATION_NAME, ValidName::parse(text)));
+        let kind_text = required_text(problems, EVENT_KIND, self.event_kind);
+        let event_kind = kind_text
+            .as_deref()
+            .and_then(|text| record(problems, EVENT_KIND, ValidName::parse(text)));
         let payload = match self.payload {
             None => {
-                self.problems
-                    .push((Some(PAYLOAD.to_owned()), "is required".to_owned()));
+                problems.push((Some(PAYLOAD.to_owned()), "is required".to_owned()));
                 None
             }
-            Some(raw) => record(&mut self.problems, PAYLOAD, Payload::from_raw(raw)),
+            Some(raw) => record(problems, PAYLOAD, ValidPayload::from_raw(raw)),
         };
         match (event_ts, application_name, event_kind, payload) {
             (Some(event_ts), Some(application_name), Some(event_kind), Some(payload))
-                if self.problems.is_empty() =>
+                if problems.is_empty() =>
             {
-                Ok(NewEvent {
-                    event_ts,
-                    application_name,
-                    event_kind,
-                    payload,
-                })
+                if let Some(sink) = sink {
+                    sink.accept(EventRef {
+                        event_ts,
+                        application_name,
+                        event_kind,
+                        payload,
+                    });
+                }
+                Ok(())
             }
             _ => Err(self.problems),
         }
@@ -426,6 +455,8 @@ impl<'de> Visitor<'de> for TextVisitor {
 
 #[cfg(test)]
 mod tests {
+    use audit_core::copy::CopyEncoder;
+
     use super::*;
 
     fn problems_of(body: &str) -> Vec<Detail> {
@@ -455,6 +486,37 @@ mod tests {
             events[0].payload.as_json_text(),
             r#"{"n":12345678901234567890123,"f":0.1}"#
         );
+    }
+
+    #[test]
+    fn rows_for_the_writer_encode_exactly_the_parsed_events() {
+        // Escapes make serde_json hand over owned strings instead of body slices.
+        let body = r#"[
+            {"event_ts":"2023-12-05T12:55:52.805022+01:00","application_name":"caf\u00e9","event_kind":"k","payload":{"a":"\u00e9"}},
+            {"payload":[1e400],"event_kind":"Login","application_name":"b","event_ts":"2023-12-05T12:55:52Z"},
+            {"event_ts":"2023-12-05T12:55:52Z","application_name":"caf\u00e9","event_kind":"k","payload":null}
+        ]"#;
+
+        let events = parse_events(body.as_bytes(), 10).unwrap();
+        let (rows, per_application) = parse_batch(body.as_bytes(), 10).unwrap().into_parts();
+
+        assert_eq!(events[0].application_name.as_str(), "caf\u{e9}");
+        assert_eq!(rows.count, 3);
+        assert_eq!(rows.bytes, CopyEncoder::for_events(&events).take());
+        assert_eq!(
+            per_application,
+            vec![("caf\u{e9}".to_owned(), 2), ("b".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn a_refused_batch_yields_no_rows() {
+        let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1},{}]"#;
+
+        assert!(matches!(
+            parse_batch(body.as_bytes(), 10),
+            Err(ApiError::Validation(_))
+        ));
     }
 
     #[test]
