@@ -1,13 +1,20 @@
-//! Per-request middleware: the request id and request log, and the HTTP metrics.
+//! Per-request middleware: the request id, the request log, and the HTTP metrics.
+//!
+//! One middleware does all three so that the route pattern (which actix builds as a
+//! new string on each call) is looked up once per request.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use metrics::{Gauge, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::Instrument;
 
 use crate::errors::ApiError;
@@ -16,23 +23,15 @@ use crate::metrics::{
     HTTP_REQUESTS_TOTAL, HTTP_RESPONSES_TOTAL, UNMATCHED_PATH, method_label,
 };
 
-/// Decrements the in-progress gauge however the request ends, cancellation included.
-struct InProgress(Gauge);
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
-}
-
 /// The header that carries the request id, in and out.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id kept; longer or odd ones are replaced.
 const MAX_REQUEST_ID_LENGTH: usize = 64;
 
 /// Gives every request an id (the client's `X-Request-Id` if it is sane, else a new
-/// one), echoes it in the response, and logs one line per request with it.
-pub async fn log_request(
+/// one), echoes it in the response, logs one line per request with it, and records
+/// the HTTP metrics.
+pub async fn observe_request(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -44,24 +43,48 @@ pub async fn log_request(
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
     let method = method_label(request.method());
+    // The route pattern, not the raw path, keeps the labels bounded.
     let route = request
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
+    let metrics = route_metrics(method, &route);
+    metrics.requests.increment(1);
+    metrics.in_progress.increment(1.0);
+    let _in_progress = InProgress(metrics.in_progress.clone());
     let span = tracing::info_span!("request", request_id = %request_id);
     let started = Instant::now();
 
     let mut result = next.call(request).instrument(span.clone()).await;
 
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(error) => error.as_response_error().status_code(),
+    let elapsed = started.elapsed();
+    let (status, error_code) = match &result {
+        Ok(response) => (
+            response.status(),
+            response
+                .response()
+                .error()
+                .and_then(|error| error.as_error::<ApiError>())
+                .map(ApiError::code),
+        ),
+        Err(error) => (error.as_response_error().status_code(), None),
     };
+    metrics.duration.record(elapsed.as_secs_f64());
+    metrics.responses(method, &route, status).increment(1);
+    if status.is_server_error() {
+        counter!(
+            HTTP_EXCEPTIONS_TOTAL,
+            "method" => method,
+            "path_template" => route.clone(),
+            "exception_type" => error_code.unwrap_or("other")
+        )
+        .increment(1);
+    }
     span.in_scope(|| {
         tracing::info!(
             method,
             route = %route,
             status = status.as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
     });
@@ -69,6 +92,77 @@ pub async fn log_request(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     result
+}
+
+/// Decrements the in-progress gauge however the request ends, cancellation included.
+struct InProgress(Gauge);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The HTTP metric handles of one method and route. Looking a handle up in the
+/// recorder builds a key and hashes its labels; these are looked up once per worker
+/// thread instead of once per request. Methods, routes and status codes are bounded
+/// sets, so the cache is too.
+struct RouteMetrics {
+    requests: Counter,
+    in_progress: Gauge,
+    duration: Histogram,
+    responses: RefCell<HashMap<StatusCode, Counter>>,
+}
+
+impl RouteMetrics {
+    fn new(method: &'static str, route: &str) -> Self {
+        let labels = [
+            ("method", method.to_owned()),
+            ("path_template", route.to_owned()),
+        ];
+        Self {
+            requests: counter!(HTTP_REQUESTS_TOTAL, &labels),
+            in_progress: gauge!(HTTP_REQUESTS_IN_PROGRESS, &labels),
+            duration: histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels),
+            responses: RefCell::default(),
+        }
+    }
+
+    fn responses(&self, method: &'static str, route: &str, status: StatusCode) -> Counter {
+        self.responses
+            .borrow_mut()
+            .entry(status)
+            .or_insert_with(|| {
+                counter!(
+                    HTTP_RESPONSES_TOTAL,
+                    "method" => method,
+                    "path_template" => route.to_owned(),
+                    "status_code" => status.as_str().to_owned()
+                )
+            })
+            .clone()
+    }
+}
+
+thread_local! {
+    /// Route pattern -> method -> handles, per worker thread.
+    static ROUTE_METRICS: RefCell<HashMap<String, HashMap<&'static str, Rc<RouteMetrics>>>> =
+        RefCell::default();
+}
+
+fn route_metrics(method: &'static str, route: &str) -> Rc<RouteMetrics> {
+    ROUTE_METRICS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(route).and_then(|by_method| by_method.get(method)) {
+            return Rc::clone(found);
+        }
+        let metrics = Rc::new(RouteMetrics::new(method, route));
+        cache
+            .entry(route.to_owned())
+            .or_default()
+            .insert(method, Rc::clone(&metrics));
+        metrics
+    })
 }
 
 fn is_sane_request_id(value: &str) -> bool {
@@ -81,64 +175,6 @@ fn is_sane_request_id(value: &str) -> bool {
 
 fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-pub async fn record_http_metrics(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = method_label(request.method());
-    // The route pattern, not the raw path, keeps the label bounded.
-    let path_template = request
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
-    counter!(HTTP_REQUESTS_TOTAL, "method" => method, "path_template" => path_template.clone())
-        .increment(1);
-    let in_progress_gauge = gauge!(
-        HTTP_REQUESTS_IN_PROGRESS,
-        "method" => method,
-        "path_template" => path_template.clone()
-    );
-    in_progress_gauge.increment(1.0);
-    let _in_progress = InProgress(in_progress_gauge);
-    let started = Instant::now();
-
-    let result = next.call(request).await;
-
-    let (status, error_code) = match &result {
-        Ok(response) => (
-            response.status(),
-            response
-                .response()
-                .error()
-                .and_then(|error| error.as_error::<ApiError>())
-                .map(ApiError::code),
-        ),
-        Err(error) => (error.as_response_error().status_code(), None),
-    };
-    histogram!(
-        HTTP_REQUEST_DURATION_SECONDS,
-        "method" => method,
-        "path_template" => path_template.clone()
-    )
-    .record(started.elapsed().as_secs_f64());
-    counter!(
-        HTTP_RESPONSES_TOTAL,
-        "method" => method,
-        "path_template" => path_template.clone(),
-        "status_code" => status.as_str().to_owned()
-    )
-    .increment(1);
-    if status.is_server_error() {
-        counter!(
-            HTTP_EXCEPTIONS_TOTAL,
-            "method" => method,
-            "path_template" => path_template,
-            "exception_type" => error_code.unwrap_or("other")
-        )
-        .increment(1);
-    }
-    result
 }
 
 #[cfg(test)]

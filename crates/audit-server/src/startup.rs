@@ -12,7 +12,7 @@ use audit_core::config::{ConfigSource, Settings};
 use audit_core::idempotency;
 
 use crate::errors::cause_chain;
-use crate::middleware::{log_request, record_http_metrics};
+use crate::middleware::observe_request;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::{metrics, reload, routes};
@@ -60,8 +60,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(from_fn(record_http_metrics))
-                .wrap(from_fn(log_request))
+                .wrap(from_fn(observe_request))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
