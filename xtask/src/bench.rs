@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::command::{cargo, run_checked, workspace_root};
-use crate::wrk::run_wrk;
+use crate::cpu::{CpuPerRequest, CpuSample};
+use crate::wrk::{WrkResult, run_wrk};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
@@ -68,13 +69,14 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "CHECKPOINT"]))?;
         let script = post_script(&context.directory, batch_size)?;
         let connections = (connections / plan.connection_divisor).max(1);
-        let result = run_wrk(
+        let (result, cpu) = run_wrk_measured(
+            server.id(),
             &format!("http://127.0.0.1:{PORT}/api/event"),
             Some(&script),
             connections,
             plan.run_seconds,
         )?;
-        ingest.push((batch_size, connections, result));
+        ingest.push((batch_size, connections, result, cpu));
     }
     let peak_rss_kib = peak_rss_kib(server.id())?;
     // The ceiling moves with whatever else this shared machine does, so it is measured
@@ -86,7 +88,7 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         "raw COPY ceiling: {ceiling:.0} rows/s ({} rows; {ceiling_before:.0} before and {ceiling_after:.0} after the ingest runs)",
         plan.ceiling_rows
     )?;
-    for (batch_size, connections, result) in &ingest {
+    for (batch_size, connections, result, cpu) in &ingest {
         let events = result.requests_per_second * *batch_size as f64;
         writeln!(
             report,
@@ -94,6 +96,7 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
             events / ceiling,
             result.latency_summary()
         )?;
+        writeln!(report, "    {}", cpu.summary())?;
     }
     writeln!(
         report,
@@ -113,19 +116,24 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     ])?;
     let deep_token = token_at_depth(&read_dsn, plan.read_rows / 2)?;
     let read_connections = (32 / plan.connection_divisor).max(1);
-    let first = run_wrk(
+    let (first, first_cpu) = run_wrk_measured(
+        server.id(),
         &format!("http://127.0.0.1:{PORT}/api/event?page_size=10"),
         None,
         read_connections,
         plan.run_seconds,
     )?;
-    let deep = run_wrk(
+    let (deep, deep_cpu) = run_wrk_measured(
+        server.id(),
         &format!("http://127.0.0.1:{PORT}/api/event?page_size=10&page_token={deep_token}"),
         None,
         read_connections,
         plan.run_seconds,
     )?;
-    for (label, result) in [("first page", &first), ("page half-way deep", &deep)] {
+    for (label, result, cpu) in [
+        ("first page", &first, first_cpu),
+        ("page half-way deep", &deep, deep_cpu),
+    ] {
         writeln!(
             report,
             "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), {}",
@@ -134,6 +142,7 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
             result.requests_per_second / ceiling,
             result.latency_summary()
         )?;
+        writeln!(report, "    {}", cpu.summary())?;
     }
     writeln!(
         report,
@@ -160,6 +169,21 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A wrk run, with the CPU time each request cost the server, PostgreSQL and the rest.
+fn run_wrk_measured(
+    server_pid: u32,
+    url: &str,
+    script: Option<&Path>,
+    connections: u32,
+    seconds: u32,
+) -> anyhow::Result<(WrkResult, CpuPerRequest)> {
+    let before = CpuSample::take(server_pid)?;
+    let result = run_wrk(url, script, connections, seconds)?;
+    let after = CpuSample::take(server_pid)?;
+    let requests = result.requests_per_second * f64::from(seconds);
+    Ok((result, before.per_request(&after, requests)))
 }
 
 fn read_dsn_server(context: &BenchEnvironment) -> String {

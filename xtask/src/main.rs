@@ -9,6 +9,7 @@ mod api_fuzz;
 mod bench;
 mod bench_bulk;
 mod command;
+mod cpu;
 mod wrk;
 
 use std::path::PathBuf;
