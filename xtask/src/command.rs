@@ -31,12 +31,54 @@ pub fn run_checked(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(command: &Command) -> String {
-    let mut parts = vec![command.get_program().to_string_lossy().into_owned()];
+/// The command line as it would be typed into a POSIX shell.
+pub fn render(command: &Command) -> String {
+    let mut parts = vec![quoted(&command.get_program().to_string_lossy())];
     parts.extend(
         command
             .get_args()
-            .map(|argument| argument.to_string_lossy().into_owned()),
+            .map(|argument| quoted(&argument.to_string_lossy())),
     );
     parts.join(" ")
+}
+
+/// One shell word: as it is when nothing in it is special to the shell, else quoted.
+fn quoted(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&byte));
+    if plain {
+        word.to_owned()
+    } else if !word.contains('\'') {
+        format!("'{word}'")
+    } else if !word.contains(['"', '$', '`', '!']) && !word.contains("\\\\") {
+        // Inside double quotes a backslash before anything but $ ` " \ stays as it is.
+        format!("\"{word}\"")
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_commands_quote_what_the_shell_would_change() {
+        let mut command = Command::new("psql");
+        command.args([
+            "-q",
+            "postgres://u@127.0.0.1:5432/db",
+            "-c",
+            r"\copy t FROM 'f' WITH (FORMAT binary)",
+            "http://h/api?a=1&b=2",
+            "it's $HOME",
+        ]);
+
+        assert_eq!(
+            render(&command),
+            r#"psql -q postgres://u@127.0.0.1:5432/db -c "\copy t FROM 'f' WITH (FORMAT binary)" 'http://h/api?a=1&b=2' 'it'\''s $HOME'"#
+        );
+    }
 }

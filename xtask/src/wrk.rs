@@ -5,6 +5,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use crate::command::render;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct WrkResult {
     pub requests_per_second: f64,
@@ -25,12 +27,7 @@ impl WrkResult {
 }
 
 /// Two threads (one per core), `connections` connections, `seconds` long.
-pub fn run_wrk(
-    url: &str,
-    script: Option<&Path>,
-    connections: u32,
-    seconds: u32,
-) -> anyhow::Result<WrkResult> {
+pub fn wrk_command(url: &str, script: Option<&Path>, connections: u32, seconds: u32) -> Command {
     let mut command = Command::new("wrk");
     command.args([
         "--threads",
@@ -45,7 +42,11 @@ pub fn run_wrk(
         command.arg("--script").arg(script);
     }
     command.arg(url);
-    eprintln!("$ wrk ... {url}");
+    command
+}
+
+pub fn run_wrk(command: &mut Command) -> anyhow::Result<WrkResult> {
+    eprintln!("$ {}", render(command));
     let output = command
         .output()
         .context("failed to run wrk (Debian package wrk)")?;
