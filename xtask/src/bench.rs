@@ -41,6 +41,30 @@ pub struct BenchPlan {
     pub output: Option<PathBuf>,
 }
 
+impl BenchPlan {
+    /// The full run whose figures BENCHMARKS.md reports.
+    pub fn full(output: Option<PathBuf>) -> Self {
+        Self {
+            ceiling_rows: 1_000_000,
+            read_rows: 10_000_000,
+            run_seconds: 15,
+            connection_divisor: 1,
+            output,
+        }
+    }
+
+    /// Seconds long on small tables, to check that the benchmark works.
+    pub fn smoke(output: Option<PathBuf>) -> Self {
+        Self {
+            ceiling_rows: 100_000,
+            read_rows: 200_000,
+            run_seconds: 2,
+            connection_divisor: 4,
+            output,
+        }
+    }
+}
+
 struct BenchEnvironment {
     server_url: String,
     binaries: PathBuf,
@@ -185,6 +209,15 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         drop_database(&context, database)?;
     }
     println!("{report}");
+    let failed_runs = ingest
+        .iter()
+        .map(|(_, _, result, _)| result)
+        .chain([&first, &deep])
+        .filter(|result| result.non_success > 0 || result.requests_per_second <= 0.0)
+        .count();
+    if failed_runs > 0 {
+        bail!("{failed_runs} runs had error responses or none at all; nothing written");
+    }
     if let Some(output) = &plan.output {
         let commands = context.commands.borrow().join("\n");
         write_report(

@@ -85,25 +85,13 @@ fn main() -> anyhow::Result<()> {
         Task::Ci(_) => ci(),
         Task::Run(run) => serve(run),
         Task::Bench(bench) => bench::bench(&if bench.smoke {
-            bench::BenchPlan {
-                ceiling_rows: 100_000,
-                read_rows: 200_000,
-                run_seconds: 2,
-                connection_divisor: 4,
-                output: bench.output,
-            }
+            bench::BenchPlan::smoke(bench.output)
         } else {
-            bench::BenchPlan {
-                ceiling_rows: 1_000_000,
-                read_rows: 10_000_000,
-                run_seconds: 15,
-                connection_divisor: 1,
-                output: Some(
-                    bench
-                        .output
-                        .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
-                ),
-            }
+            bench::BenchPlan::full(Some(
+                bench
+                    .output
+                    .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
+            ))
         }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
     }
@@ -123,6 +111,9 @@ fn ci() -> anyhow::Result<()> {
     // The process tests and schemathesis start the real `audit-server` binary.
     run_checked(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
     api_fuzz::run()?;
+    // Seconds long (after a release build): keeps the benchmark itself from rotting,
+    // and fails on any error response under load.
+    bench::bench(&bench::BenchPlan::smoke(None))?;
     ensure_nextest()?;
     // nextest runs each test in its own process, which the tests rely on: the metrics
     // recorder is global to a process, and some tests count exact metric values.
