@@ -4,6 +4,7 @@
 mod failure_injection;
 mod generate;
 mod get_event;
+mod group_commit;
 mod hostile_input;
 mod idempotency;
 mod internal;

@@ -109,6 +109,9 @@ pub struct IngestSettings {
     pub queue_capacity: usize,
     /// Most events one group commit takes (a single larger batch still goes whole).
     pub max_group_events: usize,
+    /// Events that must be waiting before a writer starts a COPY beside a group still
+    /// being written; with fewer, it waits for that commit and takes them all at once.
+    pub parallel_group_events: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -231,6 +234,7 @@ impl Default for IngestSettings {
             writers: 2,
             queue_capacity: 1024,
             max_group_events: 20_000,
+            parallel_group_events: 256,
         }
     }
 }

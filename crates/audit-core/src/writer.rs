@@ -6,26 +6,42 @@
 //! transaction, and only then answer each caller. While one group commits, the next
 //! one gathers, so the queue drains faster the busier it is.
 //!
+//! A second group is written beside one still in flight only when enough events wait
+//! (`ingest.parallel_group_events`); otherwise it waits for the first to commit and
+//! goes out larger. Small batches so get fewer, larger commits, while large batches
+//! still keep two COPYs busy.
+//!
 //! Architecture invariant: a caller is answered `Ok` only after the COPY holding its
 //! rows committed; every caller of a failed group gets the error, and none of its rows
 //! are stored. A request's rows are never split across groups.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::config::IngestSettings;
 use crate::copy::{COPY_EVENTS, CopyEncoder, EncodedRows, copy_in_prepared};
 use crate::repository::{StorageError, classify, connection_from};
 
 /// Queues batches for the writer tasks; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EventWriter {
     sender: mpsc::Sender<WriteRequest>,
+    queue: Arc<SharedQueue>,
     enqueue_timeout: Duration,
+}
+
+impl std::fmt::Debug for EventWriter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EventWriter")
+            .field("enqueue_timeout", &self.enqueue_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -41,9 +57,16 @@ impl EventWriter {
     /// the last clone of the returned handle is dropped and the queue is empty.
     pub fn start(pool: Pool, settings: &IngestSettings, enqueue_timeout: Duration) -> Self {
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        let queue = Arc::new(SharedQueue {
+            receiver: Mutex::new(receiver),
+            queued_events: AtomicU64::new(0),
+            groups_in_flight: AtomicUsize::new(0),
+            progress: Notify::new(),
+            max_group_events: settings.max_group_events as u64,
+            parallel_group_events: settings.parallel_group_events as u64,
+        });
         let writers = settings.writers.max(1);
-        let max_group_events = settings.max_group_events as u64;
+        let writer_queue = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("event-writer".to_owned())
             .spawn(move || {
@@ -60,11 +83,7 @@ impl EventWriter {
                 runtime.block_on(async move {
                     let tasks: Vec<_> = (0..writers)
                         .map(|_| {
-                            tokio::spawn(write_groups(
-                                Arc::clone(&receiver),
-                                pool.clone(),
-                                max_group_events,
-                            ))
+                            tokio::spawn(write_groups(Arc::clone(&writer_queue), pool.clone()))
                         })
                         .collect();
                     for task in tasks {
@@ -78,6 +97,7 @@ impl EventWriter {
         }
         Self {
             sender,
+            queue,
             enqueue_timeout,
         }
     }
@@ -94,10 +114,19 @@ impl EventWriter {
             count: rows.count,
             reply,
         };
+        let count = request.count;
+        // Counted before it is queued, so a writer never takes more than was counted.
+        self.queue.add_queued(count);
         match tokio::time::timeout(self.enqueue_timeout, self.sender.send(request)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(writer_stopped()),
-            Err(_) => return Err(StorageError::Overloaded),
+            Ok(Err(_)) => {
+                self.queue.remove_queued(count);
+                return Err(writer_stopped());
+            }
+            Err(_) => {
+                self.queue.remove_queued(count);
+                return Err(StorageError::Overloaded);
+            }
         }
         answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
@@ -109,41 +138,103 @@ fn writer_stopped() -> StorageError {
     )))
 }
 
-/// One writer task: gather a group, write it, answer its callers, repeat.
-async fn write_groups(
-    receiver: Arc<Mutex<mpsc::Receiver<WriteRequest>>>,
-    pool: Pool,
+/// What the writer tasks share with each other and with `EventWriter::write`.
+struct SharedQueue {
+    receiver: Mutex<mpsc::Receiver<WriteRequest>>,
+    /// Events queued or in a group being gathered, not yet in a group being written.
+    queued_events: AtomicU64,
+    /// Groups taken from the queue and not yet answered.
+    groups_in_flight: AtomicUsize,
+    /// Wakes a waiting writer: a group was answered, or enough events are queued.
+    progress: Notify,
     max_group_events: u64,
-) {
-    loop {
-        let group = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
+    parallel_group_events: u64,
+}
+
+/// Requests taken from the queue to be written together.
+struct Group {
+    requests: Vec<WriteRequest>,
+    events: u64,
+}
+
+impl SharedQueue {
+    fn add_queued(&self, events: u64) {
+        let before = self.queued_events.fetch_add(events, Ordering::AcqRel);
+        // Only the crossing wakes the waiting writer: small batches never do.
+        if before < self.parallel_group_events && before + events >= self.parallel_group_events {
+            self.progress.notify_waiters();
+        }
+    }
+
+    fn remove_queued(&self, events: u64) {
+        self.queued_events.fetch_sub(events, Ordering::AcqRel);
+    }
+
+    fn take(group: &mut Group, request: WriteRequest) {
+        group.events += request.count;
+        group.requests.push(request);
+    }
+
+    /// Adds what is already queued to the group, up to the group limit.
+    fn take_queued(&self, group: &mut Group, receiver: &mut mpsc::Receiver<WriteRequest>) {
+        while group.events < self.max_group_events {
+            let Ok(next) = receiver.try_recv() else {
                 return;
             };
-            let mut events = first.count;
-            let mut group = vec![first];
-            while events < max_group_events {
-                let Ok(next) = receiver.try_recv() else {
-                    break;
-                };
-                events += next.count;
-                group.push(next);
-            }
-            group
+            Self::take(group, next);
+        }
+    }
+
+    /// The next group, or `None` once every sender is gone and the queue is empty.
+    async fn next_group(&self) -> Option<Group> {
+        let mut receiver = self.receiver.lock().await;
+        let mut group = Group {
+            requests: Vec::new(),
+            events: 0,
         };
-        match write_group(&pool, &group).await {
-            Ok(_) => answer_all(group, Ok),
+        Self::take(&mut group, receiver.recv().await?);
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            // Registered before the checks, so progress made in between still wakes us.
+            progress.as_mut().enable();
+            let in_flight = self.groups_in_flight.load(Ordering::Acquire);
+            let waiting = self.queued_events.load(Ordering::Acquire);
+            if in_flight == 0 || waiting >= self.parallel_group_events {
+                break;
+            }
+            progress.await;
+        }
+        self.take_queued(&mut group, &mut receiver);
+        // Both counted before the lock is released, so the next writer sees this group.
+        self.remove_queued(group.events);
+        self.groups_in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(group)
+    }
+
+    fn finish_group(&self) {
+        self.groups_in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.progress.notify_waiters();
+    }
+}
+
+/// One writer task: gather a group, write it, answer its callers, repeat.
+async fn write_groups(queue: Arc<SharedQueue>, pool: Pool) {
+    while let Some(group) = queue.next_group().await {
+        let requests = group.requests;
+        match write_group(&pool, &requests).await {
+            Ok(_) => answer_all(requests, Ok),
             // One request's data failed the whole group: write each on its own, so
             // that only the guilty request is refused.
-            Err(StorageError::DataRejected(_)) if group.len() > 1 => {
-                for request in group {
+            Err(StorageError::DataRejected(_)) if requests.len() > 1 => {
+                for request in requests {
                     let result = write_group(&pool, std::slice::from_ref(&request)).await;
                     let _ = request.reply.send(result.map(|_| request.count));
                 }
             }
-            Err(error) => answer_all(group, |_| Err(error.clone())),
+            Err(error) => answer_all(requests, |_| Err(error.clone())),
         }
+        queue.finish_group();
     }
 }
 
