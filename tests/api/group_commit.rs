@@ -54,12 +54,8 @@ async fn small_groups_wait_for_the_group_in_flight_and_a_large_backlog_does_not(
         })
         .await,
     );
-    // Another session holds the table, so a COPY stays in flight until it lets go.
-    let mut blocker = app.database.client().await;
-    let lock = blocker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    // A COPY stays in flight until the lock is released.
+    let lock = app.database.lock_events_table().await;
     let mut requests = vec![post_in_background(&app, batch(1))];
     wait_for_copies(&app, 1).await;
 
@@ -72,7 +68,7 @@ async fn small_groups_wait_for_the_group_in_flight_and_a_large_backlog_does_not(
     requests.push(post_in_background(&app, batch(60)));
     wait_for_copies(&app, 2).await;
 
-    lock.rollback().await.unwrap();
+    lock.release().await;
     for request in requests {
         assert_eq!(request.await.unwrap(), 201);
     }

@@ -17,11 +17,7 @@ async fn a_blocked_write_path_sheds_load_with_503_and_recovers() {
         .await,
     );
     // Another session holds the table: the writer's COPY waits behind it.
-    let mut blocker = app.database.client().await;
-    let lock = blocker.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = app.database.lock_events_table().await;
 
     let started = Instant::now();
     let requests: Vec<_> = (0..12)
@@ -37,7 +33,7 @@ async fn a_blocked_write_path_sheds_load_with_503_and_recovers() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    lock.rollback().await.unwrap();
+    lock.release().await;
     let mut outcomes = Vec::new();
     for request in requests {
         outcomes.push(request.await.unwrap());

@@ -86,6 +86,27 @@ impl TestDatabase {
             .unwrap()
             .get(0)
     }
+
+    /// Another session takes the events table, so every COPY into it waits until
+    /// the lock is released (or dropped: closing the session releases it too).
+    pub async fn lock_events_table(&self) -> EventsTableLock {
+        let client = self.client().await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        EventsTableLock { client }
+    }
+}
+
+pub struct EventsTableLock {
+    client: Client,
+}
+
+impl EventsTableLock {
+    pub async fn release(self) {
+        self.client.batch_execute("ROLLBACK").await.unwrap();
+    }
 }
 
 fn dsn_for(config: &tokio_postgres::Config) -> String {
