@@ -41,7 +41,7 @@ impl CpuSample {
 
     /// CPU per request between `self` (before) and `after`, for `requests` requests.
     pub fn per_request(&self, after: &Self, requests: f64) -> CpuPerRequest {
-        let micros = |ticks: u64| ticks as f64 / clock_ticks_per_second() * 1e6 / requests;
+        let micros = |ticks: u64| ticks as f64 / CLOCK_TICKS_PER_SECOND * 1e6 / requests;
         let server = after.server.saturating_sub(self.server);
         let postgres = after.postgres.saturating_sub(self.postgres);
         let busy = after.machine_busy.saturating_sub(self.machine_busy);
@@ -72,10 +72,8 @@ impl CpuPerRequest {
     }
 }
 
-fn clock_ticks_per_second() -> f64 {
-    // USER_HZ is 100 on every Linux architecture this runs on.
-    100.0
-}
+/// USER_HZ, the unit of `/proc` CPU times: 100 on every Linux architecture this runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// utime + stime of a `/proc/<pid>/stat` line. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after its closing parenthesis.

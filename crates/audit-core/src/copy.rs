@@ -89,16 +89,6 @@ impl CopyEncoder {
         self.buffer.put_slice(text.as_bytes());
     }
 
-    /// Encodes a whole COPY stream: header, the events, trailer.
-    pub fn encode_stream(events: &[NewEvent]) -> Bytes {
-        let mut encoder = Self::with_header();
-        for event in events {
-            encoder.push(event.as_event_ref());
-        }
-        encoder.finish();
-        encoder.take()
-    }
-
     /// The stream header on its own, for streams assembled from row chunks.
     pub fn header() -> Bytes {
         Bytes::from_static(HEADER)
@@ -134,6 +124,13 @@ impl CopyEncoder {
     pub fn take(&mut self) -> Bytes {
         self.buffer.split().freeze()
     }
+}
+
+/// A whole COPY stream made of row chunks: the header, the chunks, the trailer.
+pub fn framed_rows(rows: impl IntoIterator<Item = Bytes>) -> impl Iterator<Item = Bytes> {
+    std::iter::once(CopyEncoder::header())
+        .chain(rows)
+        .chain(std::iter::once(CopyEncoder::trailer()))
 }
 
 /// The exact size of one encoded row: field count, four length prefixes, the

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use crate::copy::{CopyEncoder, EncodedRows, copy_in_transaction};
+use crate::copy::{EncodedRows, copy_in_transaction, framed_rows};
 use crate::repository::{StorageError, classify, connection_from};
 
 /// Longest key accepted, in bytes.
@@ -98,11 +98,7 @@ pub async fn write_keyed(
     let stored = if rows.count == 0 {
         0
     } else {
-        let stream = [
-            CopyEncoder::header(),
-            rows.bytes.clone(),
-            CopyEncoder::trailer(),
-        ];
+        let stream = framed_rows([rows.bytes.clone()]);
         copy_in_transaction(&transaction, futures_util::stream::iter(stream))
             .await
             .map_err(classify)?

@@ -24,24 +24,15 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::config::IngestSettings;
-use crate::copy::{COPY_EVENTS, CopyEncoder, EncodedRows, copy_in_prepared};
+use crate::copy::{COPY_EVENTS, EncodedRows, copy_in_prepared, framed_rows};
 use crate::repository::{StorageError, classify, connection_from};
 
 /// Queues batches for the writer tasks; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EventWriter {
     sender: mpsc::Sender<WriteRequest>,
     queue: Arc<SharedQueue>,
     enqueue_timeout: Duration,
-}
-
-impl std::fmt::Debug for EventWriter {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EventWriter")
-            .field("enqueue_timeout", &self.enqueue_timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug)]
@@ -108,25 +99,23 @@ impl EventWriter {
         if rows.count == 0 {
             return Ok(0);
         }
+        let count = rows.count;
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             rows: rows.bytes,
-            count: rows.count,
+            count,
             reply,
         };
-        let count = request.count;
         // Counted before it is queued, so a writer never takes more than was counted.
         self.queue.add_queued(count);
-        match tokio::time::timeout(self.enqueue_timeout, self.sender.send(request)).await {
+        let sent = tokio::time::timeout(self.enqueue_timeout, self.sender.send(request)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.queue.remove_queued(count);
+        }
+        match sent {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                self.queue.remove_queued(count);
-                return Err(writer_stopped());
-            }
-            Err(_) => {
-                self.queue.remove_queued(count);
-                return Err(StorageError::Overloaded);
-            }
+            Ok(Err(_)) => return Err(writer_stopped()),
+            Err(_) => return Err(StorageError::Overloaded),
         }
         answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
@@ -139,6 +128,7 @@ fn writer_stopped() -> StorageError {
 }
 
 /// What the writer tasks share with each other and with `EventWriter::write`.
+#[derive(Debug)]
 struct SharedQueue {
     receiver: Mutex<mpsc::Receiver<WriteRequest>>,
     /// Events queued or in a group being gathered, not yet in a group being written.
@@ -152,9 +142,17 @@ struct SharedQueue {
 }
 
 /// Requests taken from the queue to be written together.
+#[derive(Default)]
 struct Group {
     requests: Vec<WriteRequest>,
     events: u64,
+}
+
+impl Group {
+    fn push(&mut self, request: WriteRequest) {
+        self.events += request.count;
+        self.requests.push(request);
+    }
 }
 
 impl SharedQueue {
@@ -170,29 +168,21 @@ impl SharedQueue {
         self.queued_events.fetch_sub(events, Ordering::AcqRel);
     }
 
-    fn take(group: &mut Group, request: WriteRequest) {
-        group.events += request.count;
-        group.requests.push(request);
-    }
-
     /// Adds what is already queued to the group, up to the group limit.
     fn take_queued(&self, group: &mut Group, receiver: &mut mpsc::Receiver<WriteRequest>) {
         while group.events < self.max_group_events {
             let Ok(next) = receiver.try_recv() else {
                 return;
             };
-            Self::take(group, next);
+            group.push(next);
         }
     }
 
     /// The next group, or `None` once every sender is gone and the queue is empty.
     async fn next_group(&self) -> Option<Group> {
         let mut receiver = self.receiver.lock().await;
-        let mut group = Group {
-            requests: Vec::new(),
-            events: 0,
-        };
-        Self::take(&mut group, receiver.recv().await?);
+        let mut group = Group::default();
+        group.push(receiver.recv().await?);
         loop {
             let progress = self.progress.notified();
             tokio::pin!(progress);
@@ -248,9 +238,9 @@ fn answer_all(group: Vec<WriteRequest>, result: impl Fn(u64) -> Result<u64, Stor
 /// Writes every request of the group with one COPY, in one transaction.
 async fn write_group(pool: &Pool, group: &[WriteRequest]) -> Result<u64, StorageError> {
     let client = connection_from(pool).await?;
-    let chunks = std::iter::once(CopyEncoder::header())
-        .chain(group.iter().map(|request| request.rows.clone()))
-        .chain(std::iter::once(CopyEncoder::trailer()));
+    // Collected: a lazy iterator with a closure inside would make this future !Send.
+    let chunks: Vec<Bytes> =
+        framed_rows(group.iter().map(|request| request.rows.clone())).collect();
     // Prepared once per pooled connection, not once per group.
     let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
     copy_in_prepared(&client, &statement, futures_util::stream::iter(chunks))

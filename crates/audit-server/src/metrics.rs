@@ -129,16 +129,17 @@ pub struct ApplicationLabels {
 }
 
 impl ApplicationLabels {
-    pub fn label_for(&self, application: &str, limit: usize) -> String {
+    /// Takes the name by value: an admitted name is its own label, without a copy.
+    pub fn label_for(&self, application: String, limit: usize) -> String {
         let Ok(mut admitted) = self.admitted.lock() else {
             return OTHER_APPLICATION.to_owned();
         };
-        if admitted.contains(application) {
-            return application.to_owned();
+        if admitted.contains(&application) {
+            return application;
         }
         if admitted.len() < limit {
-            admitted.insert(application.to_owned());
-            return application.to_owned();
+            admitted.insert(application.clone());
+            return application;
         }
         OTHER_APPLICATION.to_owned()
     }
@@ -152,10 +153,10 @@ mod tests {
     fn applications_beyond_the_limit_share_one_label() {
         let labels = ApplicationLabels::default();
 
-        assert_eq!(labels.label_for("a", 2), "a");
-        assert_eq!(labels.label_for("b", 2), "b");
-        assert_eq!(labels.label_for("c", 2), OTHER_APPLICATION);
-        assert_eq!(labels.label_for("a", 2), "a");
+        assert_eq!(labels.label_for("a".to_owned(), 2), "a");
+        assert_eq!(labels.label_for("b".to_owned(), 2), "b");
+        assert_eq!(labels.label_for("c".to_owned(), 2), OTHER_APPLICATION);
+        assert_eq!(labels.label_for("a".to_owned(), 2), "a");
     }
 
     #[test]

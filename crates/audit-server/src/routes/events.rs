@@ -172,7 +172,7 @@ fn application_labels(
         .into_iter()
         .map(|(application, count)| {
             (
-                state.application_labels.label_for(&application, limit),
+                state.application_labels.label_for(application, limit),
                 count,
             )
         })
