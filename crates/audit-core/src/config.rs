@@ -53,6 +53,12 @@ pub struct HttpSettings {
     /// Request body bytes held in memory at once over all requests; a request that
     /// cannot get its share within `postgres.acquire_timeout_ms` gets 503.
     pub max_inflight_body_bytes: usize,
+    /// Time a response may take to reach a client that reads slowly or not at all;
+    /// then the connection is closed and the response's memory freed.
+    pub response_timeout_ms: u64,
+    /// Connections the kernel queues before the server accepts them (capped by the
+    /// kernel's `net.core.somaxconn`).
+    pub backlog: u32,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +72,9 @@ pub struct PostgresSettings {
     pub connect_timeout_ms: u64,
     /// How long a request may wait for a free connection before it fails with 503.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout` on every connection: no read or write (lock
+    /// waits included) takes longer; past it the request gets 503.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +83,21 @@ pub struct LogSettings {
     /// A tracing filter: `info`, or `warn,audit_server=debug`.
     pub level: String,
     pub format: LogFormat,
+    /// Which requests get a log line of their own.
+    pub requests: RequestLogging,
+}
+
+/// Which requests are logged: a hostile client must not be able to fill the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestLogging {
+    /// Every request, at `info`.
+    All,
+    /// Server errors always; client errors at most a few lines a second, with a count
+    /// of the lines left out.
+    Errors,
+    /// None, server errors included (they are still counted in the metrics).
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +121,11 @@ pub struct ApiSettings {
     pub max_page_size: u32,
     pub max_batch_events: usize,
     pub max_body_bytes: usize,
+    /// A GET page ends early once the next event would take it past this many bytes
+    /// (it always holds at least one event).
+    pub max_page_bytes: usize,
+    /// Largest event accepted: its timestamp, names and payload text together.
+    pub max_event_bytes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,6 +206,8 @@ impl Default for HttpSettings {
             keep_alive_seconds: 5,
             max_connections_per_worker: 4_096,
             max_inflight_body_bytes: 64 * 1024 * 1024,
+            response_timeout_ms: 30_000,
+            backlog: 2048,
         }
     }
 }
@@ -189,6 +220,10 @@ impl HttpSettings {
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
     }
+
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
 }
 
 impl Default for PostgresSettings {
@@ -198,6 +233,7 @@ impl Default for PostgresSettings {
             pool_size: 16,
             connect_timeout_ms: 2_000,
             acquire_timeout_ms: 2_000,
+            statement_timeout_ms: 5_000,
         }
     }
 }
@@ -207,6 +243,7 @@ impl Default for LogSettings {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+            requests: RequestLogging::Errors,
         }
     }
 }
@@ -224,6 +261,8 @@ impl Default for ApiSettings {
             max_page_size: 1000,
             max_batch_events: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+            max_page_bytes: 4 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
         }
     }
 }
@@ -275,6 +314,10 @@ impl PostgresSettings {
         Duration::from_millis(self.acquire_timeout_ms)
     }
 
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
     /// The parsed connection settings; validated at load time.
     pub fn connection_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
         tokio_postgres::Config::from_str(&self.dsn).map_err(|error| ConfigError::InvalidValue {
@@ -317,6 +360,7 @@ impl fmt::Debug for PostgresSettings {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }
@@ -423,7 +467,23 @@ impl Settings {
                 "must be at least api.max_body_bytes, or a largest body could never be read",
             );
         }
-        if self.http.body_timeout_ms == 0 || self.http.request_head_timeout_ms == 0 {
+        if self.api.max_page_bytes == 0 {
+            return invalid("api.max_page_bytes", "must be at least 1");
+        }
+        if self.api.max_event_bytes == 0 {
+            return invalid("api.max_event_bytes", "must be at least 1");
+        }
+        if self.http.backlog == 0 {
+            return invalid("http.backlog", "must be at least 1");
+        }
+        if self.postgres.statement_timeout_ms == 0 {
+            // PostgreSQL reads 0 as "no timeout": every database wait must have a bound.
+            return invalid("postgres.statement_timeout_ms", "must be at least 1 ms");
+        }
+        if self.http.body_timeout_ms == 0
+            || self.http.request_head_timeout_ms == 0
+            || self.http.response_timeout_ms == 0
+        {
             return invalid("http", "timeouts must be at least 1 ms");
         }
         if self.ingest.writers == 0 {

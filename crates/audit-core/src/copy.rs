@@ -11,6 +11,7 @@ use time::macros::datetime;
 use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
 
 use crate::event::{EventRef, NewEvent};
+use crate::storage_error::{StorageError, classify, classify_at_commit};
 
 /// The COPY statement that reads what [`CopyEncoder`] writes.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload) \
@@ -143,14 +144,29 @@ fn encoded_length(event: EventRef<'_>) -> usize {
         + event.payload.as_json_text().len()
 }
 
+/// Whether the end of a COPY is also its commit, which decides what a connection lost
+/// at the end means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// The COPY runs on its own: finishing it commits it.
+    Commits,
+    /// The COPY runs inside a transaction the caller commits later.
+    InTransaction,
+}
+
 /// Runs one COPY that reads the given chunks of an encoded stream (header first,
 /// trailer last) and returns the number of rows PostgreSQL wrote. The COPY is one
-/// statement: if it fails, or is dropped before it finishes, nothing is stored.
+/// statement and its own transaction: if it fails before its end was sent, or is
+/// dropped before then, nothing is stored.
 pub async fn copy_in(
     client: &Client,
     chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, tokio_postgres::Error> {
-    send(client.copy_in::<_, Bytes>(COPY_EVENTS).await?, chunks).await
+) -> Result<u64, StorageError> {
+    let sink = client
+        .copy_in::<_, Bytes>(COPY_EVENTS)
+        .await
+        .map_err(classify)?;
+    send(sink, chunks, Ending::Commits).await
 }
 
 /// [`copy_in`] with a statement the caller prepared once (see [`COPY_EVENTS`]): saves
@@ -159,31 +175,44 @@ pub async fn copy_in_prepared(
     client: &Client,
     statement: &Statement,
     chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, tokio_postgres::Error> {
-    send(client.copy_in::<_, Bytes>(statement).await?, chunks).await
+) -> Result<u64, StorageError> {
+    let sink = client
+        .copy_in::<_, Bytes>(statement)
+        .await
+        .map_err(classify)?;
+    send(sink, chunks, Ending::Commits).await
 }
 
 /// [`copy_in`] inside a transaction the caller commits.
 pub async fn copy_in_transaction(
     transaction: &Transaction<'_>,
     chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, tokio_postgres::Error> {
-    send(transaction.copy_in::<_, Bytes>(COPY_EVENTS).await?, chunks).await
+) -> Result<u64, StorageError> {
+    let sink = transaction
+        .copy_in::<_, Bytes>(COPY_EVENTS)
+        .await
+        .map_err(classify)?;
+    send(sink, chunks, Ending::InTransaction).await
 }
 
 async fn send(
     sink: CopyInSink<Bytes>,
     chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, tokio_postgres::Error> {
+    ending: Ending,
+) -> Result<u64, StorageError> {
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(chunks);
     // `feed`, not `send`: the sink gathers small chunks (a 1-event request's rows are
     // ~100 bytes) into CopyData messages of 4 KiB, where `send` would flush each chunk
-    // as a message and a socket write of its own.
+    // as a message and a socket write of its own. Until `finish` sends the end of the
+    // data, a lost connection aborts the COPY: nothing is stored.
     while let Some(chunk) = chunks.next().await {
-        sink.feed(chunk).await?;
+        sink.feed(chunk).await.map_err(classify)?;
     }
-    sink.finish().await
+    sink.finish().await.map_err(|error| match ending {
+        Ending::Commits => classify_at_commit(error),
+        Ending::InTransaction => classify(error),
+    })
 }
 
 #[cfg(test)]

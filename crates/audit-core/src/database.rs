@@ -37,6 +37,7 @@ pub enum DatabaseError {
 pub fn build_pool(settings: &PostgresSettings) -> Result<Pool, DatabaseError> {
     let mut config = settings.connection_config()?;
     config.connect_timeout(settings.connect_timeout());
+    with_statement_timeout(&mut config, settings.statement_timeout_ms);
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -52,6 +53,18 @@ pub fn build_pool(settings: &PostgresSettings) -> Result<Pool, DatabaseError> {
         .runtime(Runtime::Tokio1)
         .build()?;
     Ok(pool)
+}
+
+/// Bounds every statement on the pool's connections, lock waits included: PostgreSQL
+/// cancels one that runs longer (SQLSTATE 57014), so no request waits on it without
+/// end. Set at connection start, after any `options` the DSN gives, so it wins.
+fn with_statement_timeout(config: &mut tokio_postgres::Config, milliseconds: u64) {
+    let setting = format!("-c statement_timeout={milliseconds}");
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {setting}"),
+        _ => setting,
+    };
+    config.options(&options);
 }
 
 /// Opens one connection outside the pool; its driver task runs until the client drops.

@@ -109,15 +109,16 @@ impl<'a> ValidPayload<'a> {
     }
 }
 
-/// An event as read back from storage, with its sequence id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredEvent {
+/// An event as read back from storage, with its sequence id; its texts borrow the
+/// database row, so a page is rendered without a copy of each field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredEvent<'row> {
     pub id: i64,
     pub event_ts: EventTimestamp,
-    pub application_name: String,
-    pub event_kind: String,
+    pub application_name: &'row str,
+    pub event_kind: &'row str,
     /// The payload's JSON text exactly as it was stored.
-    pub payload: String,
+    pub payload: &'row str,
 }
 
 /// Why a name was refused; the message is written for the client.
@@ -140,12 +141,27 @@ pub enum PayloadError {
     ContainsNul,
     #[error("nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels")]
     TooDeep,
+    #[error(
+        "contains a \\u escape of half a UTF-16 surrogate pair, which is not a character"
+    )]
+    LoneSurrogate,
+    #[error(
+        "contains a number that is longer than {MAX_NUMBER_CHARS} characters or \
+         outside what a double-precision float and PostgreSQL's jsonb can hold"
+    )]
+    NumberOutOfRange,
 }
 
-/// Deepest nesting of arrays and objects a payload may have. PostgreSQL parses `json`
-/// recursively and fails on very deep values, so they are refused here, with a clear
-/// message, before they reach it.
-pub const MAX_PAYLOAD_DEPTH: usize = 128;
+/// Deepest nesting of arrays and objects a payload may have. A GET page nests each
+/// payload three levels deeper (page object, `data` array, event object), and readers
+/// with serde_json's default recursion limit read at most 127 levels; so do Python's
+/// `json` and `jq`, whose limits are higher.
+pub const MAX_PAYLOAD_DEPTH: usize = 124;
+/// Longest number, in characters, a payload may hold: any double, any 128-bit integer
+/// and long decimals fit, while a 100,000-digit number (which readers refuse) does not.
+pub const MAX_NUMBER_CHARS: usize = 100;
+/// Most digits after the decimal point PostgreSQL's `numeric` (and so `jsonb`) holds.
+const MAX_NUMERIC_SCALE: i64 = 16_383;
 
 /// The name of the application that reported the event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -243,38 +259,104 @@ impl fmt::Debug for Payload {
     }
 }
 
-/// Checks valid JSON text for what PostgreSQL cannot take: a `\u0000` escape, or
-/// nesting deeper than [`MAX_PAYLOAD_DEPTH`]. One pass, tracking whether it is inside a
-/// string, since brackets and backslashes there are just characters.
+/// Checks valid JSON text for what PostgreSQL's `jsonb` or a reader with default
+/// settings (serde_json, Python's `json`, `jq`) cannot take, so that every page that
+/// holds the payload can be read and every payload can be queried as `jsonb`: a
+/// `\u0000` escape, a lone surrogate escape, a number out of a double's range or
+/// `numeric`'s scale, or nesting deeper than [`MAX_PAYLOAD_DEPTH`]. One pass, tracking
+/// whether it is inside a string, since brackets and backslashes there are just
+/// characters. The text itself is never changed.
 fn check_json_text(json: &str) -> Result<(), PayloadError> {
     let bytes = json.as_bytes();
     let mut depth = 0usize;
     let mut in_string = false;
+    // Whether the previous escape was a high surrogate waiting for its low half.
+    let mut pending_high_surrogate = false;
     let mut index = 0;
     while index < bytes.len() {
-        match (in_string, bytes[index]) {
-            (true, b'\\') => {
-                if bytes.get(index + 1) == Some(&b'u')
-                    && bytes.get(index + 2..index + 6) == Some(b"0000")
-                {
-                    return Err(PayloadError::ContainsNul);
+        let byte = bytes[index];
+        if in_string {
+            let escaped_unit = (byte == b'\\' && bytes.get(index + 1) == Some(&b'u'))
+                .then(|| utf16_unit(bytes.get(index + 2..index + 6)))
+                .flatten();
+            match escaped_unit {
+                Some(0) => return Err(PayloadError::ContainsNul),
+                Some(0xD800..=0xDBFF) if !pending_high_surrogate => {
+                    pending_high_surrogate = true;
+                    index += 6;
+                    continue;
                 }
-                index += 1;
+                Some(0xDC00..=0xDFFF) if pending_high_surrogate => {
+                    pending_high_surrogate = false;
+                    index += 6;
+                    continue;
+                }
+                Some(0xD800..=0xDFFF) => return Err(PayloadError::LoneSurrogate),
+                _ if pending_high_surrogate => return Err(PayloadError::LoneSurrogate),
+                Some(_) => {
+                    index += 6;
+                    continue;
+                }
+                None => {}
             }
-            (true, b'"') => in_string = false,
-            (false, b'"') => in_string = true,
-            (false, b'[' | b'{') => {
+            match byte {
+                b'\\' => index += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            index += 1;
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_PAYLOAD_DEPTH {
                     return Err(PayloadError::TooDeep);
                 }
             }
-            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[index..]
+                    .iter()
+                    .position(|byte| !matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |length| index + length);
+                check_number(&json[index..end])?;
+                index = end;
+                continue;
+            }
             _ => {}
         }
         index += 1;
     }
     Ok(())
+}
+
+/// The UTF-16 code unit of the four hex digits of a `\u` escape.
+fn utf16_unit(hex: Option<&[u8]>) -> Option<u16> {
+    let hex = std::str::from_utf8(hex?).ok()?;
+    u16::from_str_radix(hex, 16).ok()
+}
+
+/// A JSON number (already known to be well formed) that every reader and `jsonb` take.
+fn check_number(number: &str) -> Result<(), PayloadError> {
+    if number.len() > MAX_NUMBER_CHARS {
+        return Err(PayloadError::NumberOutOfRange);
+    }
+    let finite = number.parse::<f64>().is_ok_and(f64::is_finite);
+    // `numeric` keeps at most 16,383 digits after the point: 1e-20000 does not fit.
+    let (mantissa, exponent) = match number.find(['e', 'E']) {
+        Some(at) => (&number[..at], number[at + 1..].parse::<i64>().ok()),
+        None => (number, Some(0)),
+    };
+    let fraction_digits = mantissa
+        .split_once('.')
+        .map_or(0, |(_, fraction)| fraction.len());
+    let scale = exponent.map(|exponent| i64::try_from(fraction_digits).unwrap_or(0) - exponent);
+    match scale {
+        Some(scale) if finite && scale <= MAX_NUMERIC_SCALE => Ok(()),
+        _ => Err(PayloadError::NumberOutOfRange),
+    }
 }
 
 #[cfg(test)]
@@ -335,9 +417,46 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogate_escapes_are_rejected_and_pairs_are_not() {
+        for text in [r#""\ud800""#, r#""\udc00""#, r#""\ud800x""#, r#""\ud800\u0041""#, r#""\ud800\ud800""#] {
+            assert_eq!(
+                Payload::parse(text),
+                Err(PayloadError::LoneSurrogate),
+                "{text}"
+            );
+        }
+        for text in [r#""\ud83d\ude00""#, r#""\u00e9\\ud800""#, r#"{"k\ud83d\ude00":1}"#] {
+            assert_eq!(Payload::parse(text).unwrap().as_json_text(), text);
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_or_numeric_scale_are_rejected() {
+        let hundred_thousand_digits = "1".repeat(100_000);
+        let too_long = format!("0.{}", "1".repeat(MAX_NUMBER_CHARS - 1));
+        for text in ["1e999999", "-1e309", "1e-20000", hundred_thousand_digits.as_str(), too_long.as_str()] {
+            assert_eq!(
+                Payload::parse(&format!("[{text}]")),
+                Err(PayloadError::NumberOutOfRange),
+                "{}",
+                &text[..text.len().min(20)]
+            );
+        }
+        let longest = format!("0.{}", "1".repeat(MAX_NUMBER_CHARS - 2));
+        for text in ["12345678901234567890123", "0.1", "-1.7976931348623157e308", "1e-400", "0", "-0.0e0", longest.as_str()] {
+            let payload = format!(r#"{{"n":{text}}}"#);
+            assert_eq!(Payload::parse(&payload).unwrap().as_json_text(), payload);
+        }
+    }
+
+    #[test]
     fn payload_nesting_is_limited_outside_strings_only() {
-        let deepest = format!("{}{}", "[".repeat(128), "]".repeat(128));
-        let too_deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        let deepest = format!(
+            "{}{}",
+            "[".repeat(MAX_PAYLOAD_DEPTH),
+            "]".repeat(MAX_PAYLOAD_DEPTH)
+        );
+        let too_deep = format!("[{deepest}]");
         let brackets_in_a_string = format!("\"{}\"", "[".repeat(500));
 
         assert!(Payload::parse(&deepest).is_ok());
@@ -355,7 +474,7 @@ mod tests {
         let raw: &RawValue = serde_json::from_str(r#"{"a":"\u0000"}"#).unwrap();
         assert_eq!(ValidPayload::from_raw(raw), Err(PayloadError::ContainsNul));
 
-        let raw: &RawValue = serde_json::from_str(r#"{"b":1e400,"a":0.1}"#).unwrap();
+        let raw: &RawValue = serde_json::from_str(r#"{"b":1e300,"a":0.1}"#).unwrap();
         let event = EventRef {
             event_ts: EventTimestamp::parse("2023-12-05T12:55:52.805022Z").unwrap(),
             application_name: ValidName::parse("app").unwrap(),
@@ -363,7 +482,7 @@ mod tests {
             payload: ValidPayload::from_raw(raw).unwrap(),
         };
         let owned = event.to_new_event();
-        assert_eq!(owned.payload.as_json_text(), r#"{"b":1e400,"a":0.1}"#);
+        assert_eq!(owned.payload.as_json_text(), r#"{"b":1e300,"a":0.1}"#);
         assert_eq!(owned.as_event_ref(), event);
     }
 

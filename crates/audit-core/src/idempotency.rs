@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 
 use crate::copy::{EncodedRows, copy_in_transaction, framed_rows};
-use crate::repository::{StorageError, classify, connection_from};
+use crate::storage_error::{
+    StorageError, bounded, classify, classify_at_commit, connection_from,
+};
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
@@ -50,16 +52,47 @@ impl IdempotencyKey {
     }
 }
 
-/// Stores `events` under `key` unless the key is known and younger than `ttl`.
-/// `request_hash` identifies the body, so that a reused key can be told from a retry.
+/// What a keyed write needs besides the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyedWrite<'a> {
+    pub key: &'a IdempotencyKey,
+    /// Identifies the body, so that a reused key can be told from a retry.
+    pub request_hash: &'a [u8],
+    /// How long a key is remembered.
+    pub ttl: Duration,
+    /// Bound of the whole write; past it the outcome is unknown.
+    pub deadline: Duration,
+}
+
+/// Stores `rows` under the key unless the key is known and younger than its time to
+/// live.
 pub async fn write_keyed(
     pool: &Pool,
-    key: &IdempotencyKey,
-    request_hash: &[u8],
+    write: KeyedWrite<'_>,
     rows: &EncodedRows,
-    ttl: Duration,
 ) -> Result<KeyedOutcome, StorageError> {
-    let mut client = connection_from(pool).await?;
+    let client = connection_from(pool).await?;
+    bounded(client, write.deadline, timed_out, async |client| {
+        write_keyed_on(client, write, rows).await
+    })
+    .await
+}
+
+/// The COMMIT may have been sent when the deadline passed.
+fn timed_out() -> StorageError {
+    StorageError::outcome_unknown("the database did not answer within the statement timeout")
+}
+
+async fn write_keyed_on(
+    client: &mut Object,
+    KeyedWrite {
+        key,
+        request_hash,
+        ttl,
+        ..
+    }: KeyedWrite<'_>,
+    rows: &EncodedRows,
+) -> Result<KeyedOutcome, StorageError> {
     let ttl_seconds = ttl.as_secs_f64();
     // Dropping a Transaction rolls it back, so an early return or a cancelled request
     // never leaves a half-done transaction on a pooled connection.
@@ -76,7 +109,7 @@ pub async fn write_keyed(
         .execute(
             "INSERT INTO idempotency_keys (key, request_hash, inserted) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO NOTHING",
-            &[&key.as_str(), &request_hash, &(rows.count as i64)],
+            &[&key.as_str(), &request_hash, &row_count(rows.count)],
         )
         .await
         .map_err(classify)?;
@@ -88,23 +121,26 @@ pub async fn write_keyed(
             )
             .await
             .map_err(classify)?;
-        let stored_hash: Vec<u8> = row.get(0);
-        let inserted: i64 = row.get(1);
+        let stored_hash: Vec<u8> = row.try_get(0).map_err(classify)?;
+        let inserted: i64 = row.try_get(1).map_err(classify)?;
         if stored_hash != request_hash {
             return Ok(KeyedOutcome::KeyReused);
         }
-        return Ok(KeyedOutcome::Replayed(inserted as u64));
+        return Ok(KeyedOutcome::Replayed(inserted.unsigned_abs()));
     }
     let stored = if rows.count == 0 {
         0
     } else {
         let stream = framed_rows([rows.bytes.clone()]);
-        copy_in_transaction(&transaction, futures_util::stream::iter(stream))
-            .await
-            .map_err(classify)?
+        copy_in_transaction(&transaction, futures_util::stream::iter(stream)).await?
     };
-    transaction.commit().await.map_err(classify)?;
+    transaction.commit().await.map_err(classify_at_commit)?;
     Ok(KeyedOutcome::Stored(stored))
+}
+
+/// A batch's event count as PostgreSQL's bigint; batches are far below 2^63 events.
+fn row_count(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// Deletes keys older than `ttl`; returns how many.

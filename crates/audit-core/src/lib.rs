@@ -10,5 +10,6 @@ pub mod event;
 pub mod idempotency;
 pub mod migrations;
 pub mod repository;
+pub mod storage_error;
 pub mod timestamp;
 pub mod writer;

@@ -4,12 +4,11 @@
 //! where `code` is stable for clients to match on. 5xx errors are logged with their
 //! whole cause chain; the client sees only the message.
 
-use std::fmt::Write as _;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use audit_core::repository::StorageError;
+use audit_core::storage_error::StorageError;
+use audit_core::storage_error::cause_chain;
 use serde::Serialize;
 
 /// Seconds a client is told to wait before retrying after a 503.
@@ -53,6 +52,15 @@ pub enum ApiError {
     InjectedFailure,
     #[error("the database is unavailable; nothing was stored, retry later")]
     DatabaseUnavailable(#[source] StorageError),
+    #[error(
+        "the connection to the database was lost while the batch was committed: it was \
+         stored whole or not at all; retry with the same Idempotency-Key to be sure"
+    )]
+    OutcomeUnknown(#[source] StorageError),
+    #[error("an event is larger than the limit of api.max_event_bytes")]
+    EventTooLarge(Detail),
+    #[error("stored event {id} cannot be represented; the page cannot be read past it")]
+    CorruptRow { id: i64, problem: String },
     #[error("the server is saturated ({what}); nothing was stored, retry later")]
     Overloaded { what: &'static str },
     #[error("the request body did not arrive within {seconds} s")]
@@ -88,6 +96,9 @@ impl ApiError {
             Self::InvalidQuery(_) => "invalid_query",
             Self::InjectedFailure => "injected_failure",
             Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::OutcomeUnknown(_) => "outcome_unknown",
+            Self::EventTooLarge(_) => "event_too_large",
+            Self::CorruptRow { .. } => "corrupt_row",
             Self::Overloaded { .. } => "overloaded",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::DataRejected(_) => "data_rejected",
@@ -99,7 +110,9 @@ impl ApiError {
 
     fn details(&self) -> &[Detail] {
         match self {
-            Self::MalformedJson(detail) | Self::InvalidHeader(detail) => {
+            Self::MalformedJson(detail)
+            | Self::InvalidHeader(detail)
+            | Self::EventTooLarge(detail) => {
                 std::slice::from_ref(detail)
             }
             Self::Validation(details) | Self::InvalidQuery(details) => details,
@@ -114,13 +127,13 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(_) | StorageError::SchemaNotReady { .. } => {
                 Self::DatabaseUnavailable(error)
             }
+            StorageError::OutcomeUnknown(_) => Self::OutcomeUnknown(error),
             StorageError::Overloaded => Self::Overloaded {
                 what: "write queue full",
             },
             StorageError::DataRejected(_) => Self::DataRejected(error),
-            StorageError::Statement(_) | StorageError::CorruptRow { .. } => {
-                Self::Internal(error.into())
-            }
+            StorageError::CorruptRow { id, problem } => Self::CorruptRow { id, problem },
+            StorageError::Statement(_) => Self::Internal(error.into()),
         }
     }
 }
@@ -134,10 +147,14 @@ impl ResponseError for ApiError {
             | Self::InvalidHeader(_)
             | Self::DataRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyReused => StatusCode::CONFLICT,
-            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } | Self::EventTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
-            Self::InjectedFailure | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::DatabaseUnavailable(_) | Self::Overloaded { .. } => {
+            Self::InjectedFailure | Self::Internal(_) | Self::CorruptRow { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::DatabaseUnavailable(_) | Self::OutcomeUnknown(_) | Self::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -168,17 +185,6 @@ impl ResponseError for ApiError {
         }
         response.json(body)
     }
-}
-
-/// `error: cause: cause ...`, for logs.
-pub fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

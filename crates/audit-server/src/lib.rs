@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod reload;
 pub mod routes;
+pub mod slow_readers;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use audit_core::config::Settings;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::errors::cause_chain;
+use audit_core::storage_error::cause_chain;
 use crate::metrics::CONFIG_RELOADS_TOTAL;
 use crate::state::{AppState, Runtime};
 use crate::telemetry;

@@ -1,21 +1,22 @@
 //! Builds the application: used by `main` and by the tests alike, so that tests run
 //! exactly what ships.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use socket2::{Domain, Socket, Type};
 use audit_core::config::{ConfigSource, Settings};
 use audit_core::idempotency;
 
-use crate::errors::cause_chain;
+use audit_core::storage_error::cause_chain;
 use crate::middleware::observe_request;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
-use crate::{metrics, reload, routes};
+use crate::{metrics, reload, routes, slow_readers};
 
 /// How long requests in flight may take to finish after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -43,8 +44,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let prometheus =
             metrics::install_recorder().context("failed to install the metrics recorder")?;
-        let address = (settings.host.as_str(), settings.port);
-        let listener = TcpListener::bind(address)
+        let listener = bind(&settings.host, settings.port, settings.http.backlog)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let http = settings.http.clone();
@@ -57,6 +57,7 @@ impl Application {
         ));
 
         let app_state = state.clone();
+        let connection_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -68,7 +69,11 @@ impl Application {
         .client_request_timeout(http.request_head_timeout())
         .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(Duration::from_secs(http.keep_alive_seconds))
-        .max_connections(http.max_connections_per_worker);
+        .max_connections(http.max_connections_per_worker)
+        .on_connect(move |connection, _| {
+            let timeout = connection_state.runtime().settings.http.response_timeout();
+            slow_readers::limit_unread_responses(connection, timeout);
+        });
         if http.workers > 0 {
             server = server.workers(http.workers);
         }
@@ -82,6 +87,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The state the handlers share, for tests that reach into the running service.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
     }
 
     /// Serves until SIGTERM or SIGINT, then lets requests in flight finish. SIGHUP
@@ -98,6 +108,21 @@ impl Application {
         upkeep.abort();
         result
     }
+}
+
+/// Binds the listening socket with the configured backlog; the standard library's
+/// `TcpListener::bind` always asks for 128, and a burst of connections beyond the
+/// backlog is dropped by the kernel before the server sees it.
+fn bind(host: &str, port: u16, backlog: u32) -> anyhow::Result<TcpListener> {
+    let address = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .context("the host name resolves to no address")?;
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 async fn delete_expired_keys_periodically(state: web::Data<AppState>) {

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use audit_core::config::{ConfigSource, PostgresSettings, Settings};
 use audit_core::database::{self, DatabaseError};
 use audit_core::repository::EventRepository;
-use audit_core::writer::EventWriter;
+use audit_core::writer::{EventWriter, WriterLimits};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::body::BodyBudget;
@@ -36,13 +36,13 @@ impl Runtime {
             pool_size: settings.ingest.writers.max(1),
             ..settings.postgres.clone()
         })?;
-        let writer = EventWriter::start(
-            writer_pool,
-            &settings.ingest,
-            settings.postgres.acquire_timeout(),
-        );
+        let limits = WriterLimits {
+            enqueue_timeout: settings.postgres.acquire_timeout(),
+            statement_timeout: settings.postgres.statement_timeout(),
+        };
+        let writer = EventWriter::start(writer_pool, &settings.ingest, limits);
         Ok(Self {
-            repository: EventRepository::new(pool),
+            repository: EventRepository::new(pool, settings.postgres.statement_timeout()),
             writer,
             settings,
         })

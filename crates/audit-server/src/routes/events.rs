@@ -6,7 +6,8 @@ use std::time::Instant;
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use audit_core::copy::EncodedRows;
-use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome};
+use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome, KeyedWrite};
+use audit_core::storage_error::call_deadline;
 use metrics::{counter, histogram};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +19,8 @@ use crate::metrics::{
 use crate::routes::EVENTS_PATH;
 use crate::state::{AppState, Runtime};
 use crate::wire::incoming::parse_batch;
-use crate::wire::outgoing::render_page;
+use crate::slow_readers::DeadlineBody;
+use crate::wire::outgoing::{PageBody, PageWriter};
 use crate::wire::page_query::parse_page_query;
 
 /// The header a client sets to make a POST safe to retry.
@@ -63,22 +65,29 @@ fn created(inserted: u64) -> HttpResponse {
 }
 
 /// The optional `Idempotency-Key` header, validated.
+/// The header given twice is refused rather than one of its values picked: the client
+/// would not know which of its keys guards the batch.
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+    let mut values = request.headers().get_all(IDEMPOTENCY_KEY_HEADER);
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    let invalid = |problem: String| {
+        ApiError::InvalidHeader(Detail {
+            field: Some(IDEMPOTENCY_KEY_HEADER.to_owned()),
+            problem,
+            ..Detail::default()
+        })
+    };
+    if values.next().is_some() {
+        return Err(invalid("is given more than once".to_owned()));
+    }
     value
         .to_str()
         .ok()
         .and_then(|text| IdempotencyKey::parse(text).ok())
         .map(Some)
-        .ok_or_else(|| {
-            ApiError::InvalidHeader(Detail {
-                field: Some(IDEMPOTENCY_KEY_HEADER.to_owned()),
-                problem: InvalidKey.to_string(),
-                ..Detail::default()
-            })
-        })
+        .ok_or_else(|| invalid(InvalidKey.to_string()))
 }
 
 /// A keyed batch: stored with its key in one transaction, or the first result replayed.
@@ -91,9 +100,15 @@ async fn post_keyed(
 ) -> Result<HttpResponse, ApiError> {
     let ttl = runtime.settings.idempotency.ttl();
     let pool = runtime.repository.pool();
+    let write = KeyedWrite {
+        key,
+        request_hash,
+        ttl,
+        deadline: call_deadline(runtime.settings.postgres.statement_timeout()),
+    };
     let outcome = timed(
         "insert_events_keyed",
-        idempotency::write_keyed(pool, key, request_hash, rows, ttl),
+        idempotency::write_keyed(pool, write, rows),
     )
     .await?;
     match outcome {
@@ -123,19 +138,23 @@ pub async fn get_events(
     let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
     // One row more than asked says whether a next page exists, and where it starts.
     let limit = i64::from(query.page_size) + 1;
-    let mut events = timed(
+    let mut page = PageWriter::new(query.page_size, runtime.settings.api.max_page_bytes);
+    timed(
         "select_page",
-        runtime.repository.page(query.page_token, limit),
+        runtime
+            .repository
+            .read_page(query.page_token, limit, |event| page.accept(event)),
     )
     .await?;
-    let next_page = if events.len() > query.page_size as usize {
-        events.pop().map(|event| event.id)
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(render_page(&events, next_page, query.page_size)))
+    let mut response = HttpResponse::Ok();
+    response.content_type(ContentType::json());
+    Ok(match page.finish() {
+        PageBody::Whole(body) => response.body(body),
+        PageBody::Chunks(chunks) => {
+            let timeout = runtime.settings.http.response_timeout();
+            response.body(DeadlineBody::new(chunks, timeout))
+        }
+    })
 }
 
 /// The original's deliberate failures, drawn before any database work so that an

@@ -2,10 +2,11 @@
 //! subject to failure injection.
 
 use actix_web::{HttpResponse, web};
-use audit_core::repository::StorageError;
+use audit_core::storage_error::StorageError;
+use audit_core::writer::WriterStatus;
 use serde_json::json;
 
-use crate::errors::cause_chain;
+use audit_core::storage_error::cause_chain;
 use crate::metrics::{DATABASE_READY, DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
 use crate::reload::{self, ReloadError};
 use crate::state::AppState;
@@ -14,29 +15,53 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-#[tracing::instrument(name = "ready", skip_all)]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match probe_readiness(&state).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(error) => {
-            let reason = match &error {
-                StorageError::SchemaNotReady { .. } => "migrations_pending",
-                _ => "database_unavailable",
-            };
-            HttpResponse::ServiceUnavailable()
-                .insert_header(("Retry-After", "1"))
-                .json(json!({
-                    "status": "not_ready",
-                    "error": reason,
-                    "message": cause_chain(&error),
-                }))
-        }
-    }
+/// Why the service is not ready.
+#[derive(Debug)]
+pub enum NotReady {
+    Database(StorageError),
+    Writer(WriterStatus),
 }
 
-/// Checks the database and records the outcome in the `database_ready` gauge.
-pub async fn probe_readiness(state: &AppState) -> Result<(), StorageError> {
-    let outcome = state.runtime().repository.check_ready().await;
+#[tracing::instrument(name = "ready", skip_all)]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let Err(not_ready) = probe_readiness(&state).await else {
+        return HttpResponse::Ok().json(json!({ "status": "ready" }));
+    };
+    let (reason, message) = match &not_ready {
+        NotReady::Database(error @ StorageError::SchemaNotReady { .. }) => {
+            ("migrations_pending", cause_chain(error))
+        }
+        NotReady::Database(error) => ("database_unavailable", cause_chain(error)),
+        NotReady::Writer(WriterStatus::Restarting) => (
+            "writer_restarting",
+            "an event writer died and is being restarted".to_owned(),
+        ),
+        NotReady::Writer(_) => (
+            "writes_failing",
+            "the most recent writes failed and none succeeded since".to_owned(),
+        ),
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", "1"))
+        .json(json!({
+            "status": "not_ready",
+            "error": reason,
+            "message": message,
+        }))
+}
+
+/// Checks the database and the writer, and records the outcome in the
+/// `database_ready` gauge. A database that answers but refuses every write is not
+/// ready: only the writes can tell.
+pub async fn probe_readiness(state: &AppState) -> Result<(), NotReady> {
+    let runtime = state.runtime();
+    let outcome = match runtime.repository.check_ready().await {
+        Err(error) => Err(NotReady::Database(error)),
+        Ok(()) => match runtime.writer.status() {
+            WriterStatus::Healthy => Ok(()),
+            status => Err(NotReady::Writer(status)),
+        },
+    };
     metrics::gauge!(DATABASE_READY).set(if outcome.is_ok() { 1.0 } else { 0.0 });
     outcome
 }
