@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use audit_core::config::{ConfigSource, Settings};
+use actix_web::web;
 use audit_server::startup::Application;
+use audit_server::state::AppState;
 use audit_server::telemetry::LogControl;
 use serde_json::Value;
 
@@ -13,6 +15,8 @@ use crate::test_database::TestDatabase;
 
 pub struct TestApp {
     pub address: String,
+    /// The running service's shared state, for tests that reach into it.
+    pub state: web::Data<AppState>,
     pub http: reqwest::Client,
     pub database: TestDatabase,
     pub settings: Settings,
@@ -71,9 +75,11 @@ pub async fn spawn_app_on(
     let (loaded, _) = source.load().unwrap();
     let application = Application::build(loaded, source, LogControl::default()).unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
+    let state = application.state();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
+        state,
         http: reqwest::Client::new(),
         database,
         settings,

@@ -51,7 +51,7 @@ impl EventTimestamp {
         let minute = cursor.digits(2)? as u8;
         cursor.expect(b':')?;
         let second = cursor.digits(2)? as u8;
-        let nanosecond = cursor.fraction_as_nanoseconds()?;
+        let microseconds = cursor.fraction_as_microseconds()?;
         let offset = cursor.offset()?;
         if !cursor.at_end() {
             return Err(TimestampError::Malformed);
@@ -72,7 +72,7 @@ impl EventTimestamp {
         let time =
             Time::from_hms(hour, minute, second).map_err(|_| TimestampError::OutOfRange("time"))?;
         let local = PrimitiveDateTime::new(date, time).assume_offset(offset);
-        let rounded = round_to_microsecond(local, nanosecond)?;
+        let rounded = add_microseconds(local, microseconds)?;
         Self::from_offset_date_time(rounded)
     }
 
@@ -112,12 +112,11 @@ impl fmt::Display for EventTimestamp {
     }
 }
 
-/// Rounds half up to the microsecond, as PostgreSQL does with text input.
-fn round_to_microsecond(
+/// The whole seconds of `value` plus the rounded fraction (which may be a whole second).
+fn add_microseconds(
     value: OffsetDateTime,
-    nanosecond: u32,
+    micros: u32,
 ) -> Result<OffsetDateTime, TimestampError> {
-    let micros = (nanosecond + 500) / 1_000;
     let whole_seconds = value
         .replace_nanosecond(0)
         .map_err(|_| TimestampError::Malformed)?;
@@ -169,26 +168,31 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
-    /// Reads an optional `.fraction` of 1 to 9 digits, as nanoseconds.
-    fn fraction_as_nanoseconds(&mut self) -> Result<u32, TimestampError> {
+    /// Reads an optional `.fraction` of any number of digits (RFC 3339 sets no limit)
+    /// as microseconds, rounded exactly as PostgreSQL rounds text input: the fraction
+    /// read as a double, times 10^6, rounded half to even (its `strtod` and `rint`).
+    /// So `.8050225` is 805022 through the API and through psql alike. The result may
+    /// be 1,000,000: a fraction that rounds up to the next second.
+    fn fraction_as_microseconds(&mut self) -> Result<u32, TimestampError> {
         if !matches!(self.peek(), Some(b'.' | b',')) {
             return Ok(0);
         }
         self.position += 1;
-        let mut nanoseconds = 0u32;
-        let mut count = 0;
-        while let Some(byte @ b'0'..=b'9') = self.peek() {
-            if count == 9 {
-                return Err(TimestampError::OutOfRange("fraction (at most 9 digits)"));
-            }
-            nanoseconds = nanoseconds * 10 + u32::from(byte - b'0');
-            count += 1;
+        let start = self.position;
+        while let Some(b'0'..=b'9') = self.peek() {
             self.position += 1;
         }
-        if count == 0 {
+        let digits = &self.bytes[start..self.position];
+        if digits.is_empty() {
             return Err(TimestampError::Malformed);
         }
-        Ok(nanoseconds * 10u32.pow(9 - count))
+        let mut text = String::with_capacity(digits.len() + 2);
+        text.push_str("0.");
+        text.extend(digits.iter().map(|&digit| char::from(digit)));
+        let fraction: f64 = text.parse().map_err(|_| TimestampError::Malformed)?;
+        let micros = (fraction * 1_000_000.0).round_ties_even();
+        // A fraction below 1 gives 0..=1_000_000, which a u32 holds exactly.
+        Ok(u32::try_from(micros as u64).unwrap_or(1_000_000).min(1_000_000))
     }
 
     /// Reads an optional offset; none means UTC.
@@ -262,6 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn fractions_round_to_microseconds_as_postgresql_rounds_them() {
+        // PostgreSQL 15: '2023-12-05 12:55:52.8050225'::timestamp is .805022, and
+        // .8050235 is .805024 (the double nearest each decides, then half to even).
+        assert_eq!(
+            formatted("2023-12-05T12:55:52.8050225Z"),
+            "2023-12-05T12:55:52.805022Z"
+        );
+        assert_eq!(
+            formatted("2023-12-05T12:55:52.8050235Z"),
+            "2023-12-05T12:55:52.805024Z"
+        );
+        assert_eq!(
+            formatted("2023-12-05T12:55:52.12345678901234567890Z"),
+            "2023-12-05T12:55:52.123457Z"
+        );
+    }
+
+    #[test]
     fn nanoseconds_round_half_up_to_microseconds() {
         assert_eq!(
             formatted("2023-12-05T12:55:52.0000015Z"),
@@ -286,7 +308,6 @@ mod tests {
             "2023-12-05T23:59:60Z",
             "2023-12-05T12:55:52+25:00",
             "2023-12-05T12:55:52.Z",
-            "2023-12-05T12:55:52.1234567891Z",
             "+12023-12-05T12:55:52Z",
             "2023-12-05T12:55:52\u{0}",
         ] {

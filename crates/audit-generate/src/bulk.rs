@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use audit_core::config::PostgresSettings;
 use audit_core::copy::{CopyEncoder, copy_in};
 use audit_core::database;
-use audit_core::repository::{StorageError, check_schema};
+use audit_core::repository::check_schema;
+use audit_core::storage_error::StorageError;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 

@@ -189,7 +189,8 @@ pub fn random_seed() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use audit_server::wire::incoming::parse_events;
+    use audit_core::config::ApiSettings;
+    use audit_server::wire::incoming::{BatchLimits, parse_events};
     use proptest::prelude::*;
 
     use super::*;
@@ -287,7 +288,8 @@ mod tests {
             let batch = factory(seed, style).batch(20);
             let body = serde_json::to_vec(&batch).unwrap();
 
-            let parsed = parse_events(&body, 10_000).map_err(|error| error.to_string());
+            let limits = BatchLimits::from_settings(&ApiSettings::default());
+            let parsed = parse_events(&body, limits).map_err(|error| error.to_string());
 
             prop_assert_eq!(parsed, Ok(batch));
         }

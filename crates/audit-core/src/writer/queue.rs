@@ -213,23 +213,22 @@ pub(crate) async fn write_groups(queue: Arc<SharedQueue>, pool: Pool) {
                         queue.write_deadline,
                     )
                     .await;
-                    queue.health.record(result.is_ok() || result_is_refusal(&result));
+                    queue.health.record(leaves_writes_healthy(&result));
                     let _ = request.reply.send(result.map(|_| request.count));
                 }
             }
             Err(error) => {
-                queue.health.record(error.is_refusal_of_data());
+                queue.health.record(matches!(error, StorageError::DataRejected(_)));
                 answer_all(requests, |_| Err(error.clone()));
             }
         }
     }
 }
 
-fn result_is_refusal(result: &Result<u64, StorageError>) -> bool {
-    result
-        .as_ref()
-        .err()
-        .is_some_and(StorageError::is_refusal_of_data)
+/// A batch refused for its own data (422) says nothing about the database; any other
+/// failure, a constraint that refuses every write included, does.
+fn leaves_writes_healthy(result: &Result<u64, StorageError>) -> bool {
+    matches!(result, Ok(_) | Err(StorageError::DataRejected(_)))
 }
 
 fn answer_all(group: Vec<WriteRequest>, result: impl Fn(u64) -> Result<u64, StorageError>) {

@@ -18,7 +18,7 @@ use crate::metrics::{
 };
 use crate::routes::EVENTS_PATH;
 use crate::state::{AppState, Runtime};
-use crate::wire::incoming::parse_batch;
+use crate::wire::incoming::{BatchLimits, parse_batch};
 use crate::slow_readers::DeadlineBody;
 use crate::wire::outgoing::{PageBody, PageWriter};
 use crate::wire::page_query::parse_page_query;
@@ -44,7 +44,7 @@ pub async fn post_events(
     };
     // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
-    let batch = parse_batch(&body, runtime.settings.api.max_batch_events)?;
+    let batch = parse_batch(&body, BatchLimits::from_settings(&runtime.settings.api))?;
     let request_hash = key.as_ref().map(|_| Sha256::digest(&body));
     drop(body);
     let (rows, per_application) = batch.into_parts();

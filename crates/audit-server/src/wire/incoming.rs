@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
+use audit_core::config::ApiSettings;
 use audit_core::event::{EventRef, NewEvent, ValidName, ValidPayload};
 use audit_core::timestamp::EventTimestamp;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -34,42 +35,82 @@ impl EventSink for Vec<NewEvent> {
     }
 }
 
+/// The limits a batch is parsed under.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// Most events in one batch.
+    pub max_events: usize,
+    /// Largest event: its timestamp, names and payload text together.
+    pub max_event_bytes: usize,
+}
+
+impl BatchLimits {
+    pub fn from_settings(settings: &ApiSettings) -> Self {
+        Self {
+            max_events: settings.max_batch_events,
+            max_event_bytes: settings.max_event_bytes,
+        }
+    }
+}
+
 /// Parses and validates a whole batch into COPY rows, without an allocation per
 /// field; all of it is valid or nothing is returned. This is what `POST` uses.
-pub fn parse_batch(body: &[u8], max_events: usize) -> Result<EncodedBatch, ApiError> {
-    parse_into(body, max_events, EncodedBatch::for_body(body.len()))
+pub fn parse_batch(body: &[u8], limits: BatchLimits) -> Result<EncodedBatch, ApiError> {
+    parse_into(body, limits, EncodedBatch::for_body(body.len()))
 }
 
 /// Parses and validates a whole batch into owned events.
-pub fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<NewEvent>, ApiError> {
-    parse_into(body, max_events, Vec::new())
+pub fn parse_events(body: &[u8], limits: BatchLimits) -> Result<Vec<NewEvent>, ApiError> {
+    parse_into(body, limits, Vec::new())
 }
 
-fn parse_into<S: EventSink>(body: &[u8], max_events: usize, mut sink: S) -> Result<S, ApiError> {
-    let too_many = Cell::new(false);
+/// Why parsing stopped before the end of the body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Stop {
+    #[default]
+    No,
+    TooManyEvents,
+    /// The event at this index is over the size limit.
+    EventTooLarge(usize),
+}
+
+fn parse_into<S: EventSink>(body: &[u8], limits: BatchLimits, mut sink: S) -> Result<S, ApiError> {
+    let stop = Cell::new(Stop::No);
     let mut problems = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let outcome = BatchSeed {
-        max_events,
-        too_many: &too_many,
+        limits,
+        stop: &stop,
         problems: &mut problems,
         sink: &mut sink,
     }
     .deserialize(&mut deserializer)
     .and_then(|()| deserializer.end());
 
-    match outcome {
-        Ok(()) => {}
-        Err(_) if too_many.get() => {
-            return Err(ApiError::TooManyEvents { limit: max_events });
+    match (outcome, stop.get()) {
+        (Ok(()), _) => {}
+        (Err(_), Stop::TooManyEvents) => {
+            return Err(ApiError::TooManyEvents {
+                limit: limits.max_events,
+            });
         }
-        Err(error) if error.is_data() => {
+        (Err(_), Stop::EventTooLarge(index)) => {
+            return Err(ApiError::EventTooLarge(Detail {
+                index: Some(index),
+                problem: format!(
+                    "the event's timestamp, names and payload take more than {} bytes",
+                    limits.max_event_bytes
+                ),
+                ..Detail::default()
+            }));
+        }
+        (Err(error), Stop::No) if error.is_data() => {
             return Err(ApiError::Validation(vec![Detail {
                 problem: "the body must be a JSON array of event objects".to_owned(),
                 ..Detail::default()
             }]));
         }
-        Err(error) => {
+        (Err(error), Stop::No) => {
             return Err(ApiError::MalformedJson(Detail {
                 line: Some(error.line()),
                 column: Some(error.column()),
@@ -85,8 +126,8 @@ fn parse_into<S: EventSink>(body: &[u8], max_events: usize, mut sink: S) -> Resu
 }
 
 struct BatchSeed<'a, S> {
-    max_events: usize,
-    too_many: &'a Cell<bool>,
+    limits: BatchLimits,
+    stop: &'a Cell<Stop>,
     problems: &'a mut Vec<Detail>,
     sink: &'a mut S,
 }
@@ -118,14 +159,22 @@ impl<'de, S: EventSink> Visitor<'de> for BatchSeed<'_, S> {
             } else {
                 None
             };
-            let Some(outcome) = sequence.next_element_seed(EventSeed { sink })? else {
+            let seed = EventSeed {
+                sink,
+                max_event_bytes: self.limits.max_event_bytes,
+            };
+            let Some(outcome) = sequence.next_element_seed(seed)? else {
                 break;
             };
-            if index == self.max_events {
-                self.too_many.set(true);
+            if index == self.limits.max_events {
+                self.stop.set(Stop::TooManyEvents);
                 return Err(de::Error::custom("too many events"));
             }
-            if let Err(problems) = outcome {
+            if outcome == Err(EventProblems::TooLarge) {
+                self.stop.set(Stop::EventTooLarge(index));
+                return Err(de::Error::custom("event too large"));
+            }
+            if let Err(EventProblems::Invalid(problems)) = outcome {
                 for (field, problem) in problems {
                     if self.problems.len() < MAX_REPORTED_PROBLEMS {
                         self.problems.push(Detail {
@@ -146,34 +195,47 @@ impl<'de, S: EventSink> Visitor<'de> for BatchSeed<'_, S> {
 /// One event's problems: the field (if any) and what is wrong with it.
 type Problems = Vec<(Option<String>, String)>;
 
+/// What is wrong with one event.
+#[derive(Debug, PartialEq, Eq)]
+enum EventProblems {
+    Invalid(Problems),
+    /// Over the size limit: the whole batch is refused with 413 at once.
+    TooLarge,
+}
+
 struct EventSeed<'a, S> {
     sink: Option<&'a mut S>,
+    max_event_bytes: usize,
 }
 
 impl<'de, S: EventSink> DeserializeSeed<'de> for EventSeed<'_, S> {
-    type Value = Result<(), Problems>;
+    type Value = Result<(), EventProblems>;
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(EventVisitor { sink: self.sink })
+        deserializer.deserialize_any(EventVisitor {
+            sink: self.sink,
+            max_event_bytes: self.max_event_bytes,
+        })
     }
 }
 
 struct EventVisitor<'a, S> {
     sink: Option<&'a mut S>,
+    max_event_bytes: usize,
 }
 
-fn not_an_object<E>(kind: &str) -> Result<Result<(), Problems>, E> {
-    Ok(Err(vec![(
+fn not_an_object<E>(kind: &str) -> Result<Result<(), EventProblems>, E> {
+    Ok(Err(EventProblems::Invalid(vec![(
         None,
         format!("expected an event object, found {kind}"),
-    )]))
+    )])))
 }
 
 impl<'de, S: EventSink> Visitor<'de> for EventVisitor<'_, S> {
-    type Value = Result<(), Problems>;
+    type Value = Result<(), EventProblems>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("an event object")
@@ -208,7 +270,10 @@ impl<'de, S: EventSink> Visitor<'de> for EventVisitor<'_, S> {
                 }
             }
         }
-        Ok(fields.finish(self.sink))
+        if fields.bytes() > self.max_event_bytes {
+            return Ok(Err(EventProblems::TooLarge));
+        }
+        Ok(fields.finish(self.sink).map_err(EventProblems::Invalid))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
@@ -257,6 +322,18 @@ struct EventFields<'de> {
 }
 
 impl<'de> EventFields<'de> {
+    /// The event's size as the limit counts it: the texts of its four fields.
+    fn bytes(&self) -> usize {
+        let text = |value: &Option<Text<'_>>| match value {
+            Some(Text::Text(text)) => text.len(),
+            _ => 0,
+        };
+        text(&self.event_ts)
+            + text(&self.application_name)
+            + text(&self.event_kind)
+            + self.payload.map_or(0, |payload| payload.get().len())
+    }
+
     fn store_text(&mut self, field: &'static str, value: Text<'de>) {
         let slot = match field {
             EVENT_TS => &mut self.event_ts,
@@ -459,8 +536,37 @@ mod tests {
 
     use super::*;
 
+    fn limits(max_events: usize) -> BatchLimits {
+        BatchLimits {
+            max_events,
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_size_limit_refuses_the_batch_naming_its_index() {
+        let event = |payload: &str| {
+            format!(
+                r#"{{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":{payload}}}"#
+            )
+        };
+        // 20 (timestamp) + 1 + 1 + payload: 100 bytes with a 78-byte payload.
+        let exactly = event(&format!("\"{}\"", "x".repeat(76)));
+        let over = event(&format!("\"{}\"", "x".repeat(77)));
+        let small_limits = BatchLimits {
+            max_events: 10,
+            max_event_bytes: 100,
+        };
+
+        assert!(parse_events(format!("[{exactly}]").as_bytes(), small_limits).is_ok());
+        match parse_events(format!("[{exactly},{over}]").as_bytes(), small_limits) {
+            Err(ApiError::EventTooLarge(detail)) => assert_eq!(detail.index, Some(1)),
+            other => panic!("expected event_too_large, got {other:?}"),
+        }
+    }
+
     fn problems_of(body: &str) -> Vec<Detail> {
-        match parse_events(body.as_bytes(), 10) {
+        match parse_events(body.as_bytes(), limits(10)) {
             Err(ApiError::Validation(details)) => details,
             other => panic!("expected a validation error, got {other:?}"),
         }
@@ -479,7 +585,7 @@ mod tests {
     fn a_valid_batch_parses_with_exact_payload_text() {
         let body = r#"[{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"a","event_kind":"k","payload":{"n":12345678901234567890123,"f":0.1}}]"#;
 
-        let events = parse_events(body.as_bytes(), 10).unwrap();
+        let events = parse_events(body.as_bytes(), limits(10)).unwrap();
 
         assert_eq!(events.len(), 1);
         assert_eq!(
@@ -493,12 +599,12 @@ mod tests {
         // Escapes make serde_json hand over owned strings instead of body slices.
         let body = r#"[
             {"event_ts":"2023-12-05T12:55:52.805022+01:00","application_name":"caf\u00e9","event_kind":"k","payload":{"a":"\u00e9"}},
-            {"payload":[1e400],"event_kind":"Login","application_name":"b","event_ts":"2023-12-05T12:55:52Z"},
+            {"payload":[1e300],"event_kind":"Login","application_name":"b","event_ts":"2023-12-05T12:55:52Z"},
             {"event_ts":"2023-12-05T12:55:52Z","application_name":"caf\u00e9","event_kind":"k","payload":null}
         ]"#;
 
-        let events = parse_events(body.as_bytes(), 10).unwrap();
-        let (rows, per_application) = parse_batch(body.as_bytes(), 10).unwrap().into_parts();
+        let events = parse_events(body.as_bytes(), limits(10)).unwrap();
+        let (rows, per_application) = parse_batch(body.as_bytes(), limits(10)).unwrap().into_parts();
 
         assert_eq!(events[0].application_name.as_str(), "caf\u{e9}");
         assert_eq!(rows.count, 3);
@@ -514,7 +620,7 @@ mod tests {
         let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1},{}]"#;
 
         assert!(matches!(
-            parse_batch(body.as_bytes(), 10),
+            parse_batch(body.as_bytes(), limits(10)),
             Err(ApiError::Validation(_))
         ));
     }
@@ -570,7 +676,7 @@ mod tests {
 
     #[test]
     fn malformed_json_reports_line_and_column() {
-        match parse_events(b"[\n{\"a\": }]", 10) {
+        match parse_events(b"[\n{\"a\": }]", limits(10)) {
             Err(ApiError::MalformedJson(detail)) => {
                 assert_eq!(detail.line, Some(2));
                 assert!(detail.column.is_some());
@@ -584,7 +690,7 @@ mod tests {
         let body = format!("[{}]", ["1"; 11].join(","));
 
         assert!(matches!(
-            parse_events(body.as_bytes(), 10),
+            parse_events(body.as_bytes(), limits(10)),
             Err(ApiError::TooManyEvents { limit: 10 })
         ));
     }
@@ -593,7 +699,7 @@ mod tests {
     fn the_number_of_reported_problems_is_capped() {
         let body = format!("[{}]", ["{}"; 200].join(","));
 
-        match parse_events(body.as_bytes(), 1000) {
+        match parse_events(body.as_bytes(), limits(1000)) {
             Err(ApiError::Validation(details)) => assert_eq!(details.len(), MAX_REPORTED_PROBLEMS),
             other => panic!("expected a validation error, got {other:?}"),
         }
@@ -660,13 +766,13 @@ mod tests {
         proptest! {
             #[test]
             fn arbitrary_bytes_never_panic_and_fail_as_client_errors(body in prop::collection::vec(any::<u8>(), 0..512)) {
-                assert_client_error(parse_events(&body, 100))?;
+                assert_client_error(parse_events(&body, limits(100)))?;
             }
 
             #[test]
             fn arbitrary_json_like_bodies_never_panic_and_fail_as_client_errors(body in json_like()) {
-                assert_client_error(parse_events(body.as_bytes(), 100))?;
-                assert_client_error(parse_events(format!("[{body}]").as_bytes(), 100))?;
+                assert_client_error(parse_events(body.as_bytes(), limits(100)))?;
+                assert_client_error(parse_events(format!("[{body}]").as_bytes(), limits(100)))?;
             }
         }
 
@@ -679,7 +785,7 @@ mod tests {
 
             for body in [deep.as_str(), payload.as_str()] {
                 // No Debug output on failure: the accepted value would be 200 kB.
-                let rejected = parse_events(body.as_bytes(), 100)
+                let rejected = parse_events(body.as_bytes(), limits(100))
                     .err()
                     .is_some_and(|error| error.status_code().is_client_error());
                 assert!(rejected, "a body nested 100,000 deep was accepted");

@@ -176,8 +176,9 @@ mod tests {
 
     #[test]
     fn a_page_ends_before_the_event_that_would_pass_its_byte_limit() {
+        // Each event renders to about 500 bytes: two fit 1,200, three do not.
         let payload = format!("\"{}\"", "x".repeat(400));
-        let mut page = PageWriter::new(10, 1000);
+        let mut page = PageWriter::new(10, 1200);
 
         assert!(page.accept(event(9, &payload)).is_continue());
         assert!(page.accept(event(8, &payload)).is_continue());
