@@ -124,6 +124,30 @@ async fn bodies_beyond_the_memory_budget_wait_then_get_503() {
     assert_eq!(app.post_one_event().await, 201);
 }
 
+#[tokio::test]
+async fn connections_declaring_huge_bodies_do_not_starve_a_small_post() {
+    let app = spawn_app_with(|settings| settings.http.body_timeout_ms = 30_000).await;
+    // 64 connections declare the largest body and send one byte of it: together they
+    // declare 1 GiB, sixteen times the default body budget.
+    let mut holders = Vec::new();
+    for _ in 0..64 {
+        let mut holder = connect(&app).await;
+        holder
+            .write_all(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\n[")
+            .await
+            .unwrap();
+        holders.push(holder);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = format!("[{}]", vec![r#"{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1}"#; 13].join(","));
+    assert!(body.len() > 1000);
+
+    let response = app.post_raw(body).await;
+
+    assert_eq!(response.status(), 201);
+    drop(holders);
+}
+
 /// The peak resident memory of a process, from /proc.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

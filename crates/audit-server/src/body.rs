@@ -18,8 +18,11 @@ use crate::errors::ApiError;
 
 /// The budget is counted in KiB so that 4 TiB still fits the semaphore's permits.
 const BUDGET_UNIT: usize = 1024;
-/// What a body of unknown length reserves up front, and then in steps as it grows.
-const UNKNOWN_LENGTH_STEP: usize = 64 * 1024;
+/// The most a body reserves before its bytes arrive, whatever length it declares, and
+/// the least it reserves at a time as it grows. A declared length is only a promise:
+/// were it reserved whole, a few connections declaring 16 MiB and sending one byte
+/// would hold the whole budget and starve every other POST.
+const RESERVATION_STEP: usize = 64 * 1024;
 
 /// Memory for request bodies, shared by every request.
 #[derive(Debug)]
@@ -98,7 +101,8 @@ async fn read_within_budget(
     budget: &BodyBudget,
 ) -> Result<(BytesMut, BodyReservation), ApiError> {
     let mut reserved = declared
-        .unwrap_or(UNKNOWN_LENGTH_STEP)
+        .unwrap_or(RESERVATION_STEP)
+        .min(RESERVATION_STEP)
         .min(limits.max_bytes);
     let mut permit = if reserved == 0 {
         None
@@ -115,9 +119,11 @@ async fn read_within_budget(
             });
         }
         if length > reserved {
-            // A body longer than declared, or of unknown length, reserves as it grows.
+            // Reserved as the bytes arrive, by half again of what is held (at least
+            // a step), so a large body takes a few reservations, not thousands.
             let more = (length - reserved)
-                .max(UNKNOWN_LENGTH_STEP)
+                .max(reserved / 2)
+                .max(RESERVATION_STEP)
                 .min(limits.max_bytes - reserved);
             let extra = budget.reserve(more, limits.budget_wait).await?;
             match &mut permit {

@@ -6,6 +6,7 @@ pub mod errors;
 pub mod metrics;
 pub mod middleware;
 pub mod reload;
+pub mod request_log;
 pub mod routes;
 pub mod slow_readers;
 pub mod startup;

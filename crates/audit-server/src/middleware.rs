@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use actix_web::Error;
+use actix_web::{Error, web};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -18,6 +18,8 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::Instrument;
 
 use crate::errors::ApiError;
+use crate::request_log::LogDecision;
+use crate::state::AppState;
 use crate::metrics::{
     HTTP_EXCEPTIONS_TOTAL, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_IN_PROGRESS,
     HTTP_REQUESTS_TOTAL, HTTP_RESPONSES_TOTAL, UNMATCHED_PATH, method_label,
@@ -48,6 +50,7 @@ pub async fn observe_request(
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
     let metrics = route_metrics(method, &route);
+    let state = request.app_data::<web::Data<AppState>>().cloned();
     metrics.requests.increment(1);
     metrics.in_progress.increment(1.0);
     let _in_progress = InProgress(metrics.in_progress.clone());
@@ -69,6 +72,10 @@ pub async fn observe_request(
         Err(error) => (error.as_response_error().status_code(), None),
     };
     metrics.duration.record(elapsed.as_secs_f64());
+    let log_decision = state.map_or(LogDecision::Skip, |state| {
+        let policy = state.runtime_ref().settings.log.requests;
+        state.client_error_lines.decide(policy, status)
+    });
     metrics.responses(method, &route, status).increment(1);
     if status.is_server_error() {
         counter!(
@@ -79,15 +86,20 @@ pub async fn observe_request(
         )
         .increment(1);
     }
-    span.in_scope(|| {
-        tracing::info!(
-            method,
-            route = %route,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
-    });
+    if let LogDecision::Log { left_out } = log_decision {
+        // Three decimals: the float's last digits are noise, not information.
+        let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1_000.0;
+        span.in_scope(|| {
+            if status.is_server_error() {
+                tracing::error!(method, route = %route, status = status.as_u16(), duration_ms, "request");
+            } else if left_out > 0 {
+                tracing::info!(method, route = %route, status = status.as_u16(), duration_ms,
+                    client_error_lines_left_out = left_out, "request");
+            } else {
+                tracing::info!(method, route = %route, status = status.as_u16(), duration_ms, "request");
+            }
+        });
+    }
     if let (Ok(response), Ok(value)) = (&mut result, HeaderValue::from_str(&request_id)) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::body::BodyBudget;
 use crate::metrics::ApplicationLabels;
+use crate::request_log::ClientErrorLines;
 use crate::telemetry::LogControl;
 
 /// The settings in force and the storage built from them. A reload swaps in a new
@@ -69,6 +70,8 @@ pub struct AppState {
     pub body_budget: BodyBudget,
     /// Serialises reloads so that two cannot interleave their read and swap.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The rate limit of client error log lines.
+    pub client_error_lines: ClientErrorLines,
 }
 
 impl AppState {
@@ -86,12 +89,19 @@ impl AppState {
             application_labels: ApplicationLabels::default(),
             prometheus,
             reload_lock: tokio::sync::Mutex::new(()),
+            client_error_lines: ClientErrorLines::default(),
         }
     }
 
     /// A snapshot that stays consistent for the whole request.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.current.load_full()
+    }
+
+    /// A snapshot for a glance at the settings, cheaper than `runtime` (no reference
+    /// count taken); not to be held across an await.
+    pub fn runtime_ref(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.current.load()
     }
 
     pub fn replace_runtime(&self, runtime: Runtime) {

@@ -18,10 +18,20 @@ pub struct InvalidLogLevel {
     problem: String,
 }
 
+/// actix's HTTP/1 dispatcher logs every malformed request from a client at ERROR
+/// ("request parse error"): a hostile client could write a line per request, and a
+/// client's mistake is not a server error. Silenced unless the filter names actix_http.
+const CLIENT_PROTOCOL_ERRORS_OFF: &str = "actix_http::h1::dispatcher=off";
+
 /// Parses a level or filter such as `info` or `warn,audit_server=debug`.
 pub fn parse_filter(level: &str) -> Result<EnvFilter, InvalidLogLevel> {
+    let filter = if level.contains("actix_http") {
+        level.to_owned()
+    } else {
+        format!("{level},{CLIENT_PROTOCOL_ERRORS_OFF}")
+    };
     EnvFilter::builder()
-        .parse(level)
+        .parse(&filter)
         .map_err(|error| InvalidLogLevel {
             level: level.to_owned(),
             problem: error.to_string(),
