@@ -12,7 +12,9 @@ fn listen_backlog(port: u16) -> u32 {
         .expect("ss (iproute2) runs");
     let text = String::from_utf8(output.stdout).unwrap();
     let columns: Vec<&str> = text.split_whitespace().collect();
-    columns[2].parse().unwrap_or_else(|_| panic!("ss said {text:?}"))
+    columns[2]
+        .parse()
+        .unwrap_or_else(|_| panic!("ss said {text:?}"))
 }
 
 fn somaxconn() -> u32 {

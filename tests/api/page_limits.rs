@@ -45,7 +45,11 @@ async fn a_page_ends_before_max_page_bytes_and_next_page_continues_after_its_las
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(next_page, json!(ids_newest_first[3]), "continues right after the last event");
+    assert_eq!(
+        next_page,
+        json!(ids_newest_first[3]),
+        "continues right after the last event"
+    );
     let mut seen = 3;
     let mut token = next_page;
     while let Some(next) = token.as_i64() {
@@ -115,7 +119,8 @@ async fn a_client_that_does_not_read_its_response_is_cut_off_after_the_response_
     // Not reading for several timeouts: the server must give up on this client.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let mut received = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
+    let read =
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
 
     assert!(read.is_ok(), "the connection stayed open");
     assert!(

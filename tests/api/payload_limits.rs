@@ -42,7 +42,11 @@ async fn payloads_a_reader_or_jsonb_cannot_take_are_refused_with_422_naming_the_
         hundred_thousand_digits.as_str(),
         "1e-20000",
     ] {
-        let body = format!("[{},{}]", event_with_payload("1"), event_with_payload(payload));
+        let body = format!(
+            "[{},{}]",
+            event_with_payload("1"),
+            event_with_payload(payload)
+        );
 
         let response = app.post_raw(body).await;
 
@@ -65,21 +69,25 @@ async fn a_page_of_the_largest_accepted_payloads_is_read_by_serde_json_python_jq
         "[12345678901234567890123,0.1,1e-400,-1.7976931348623157e308]".to_owned(),
         r#"{"z":"\ud83d\ude00","a":"\u00e9"}"#.to_owned(),
     ];
-    let events: Vec<String> = payloads.iter().map(|payload| event_with_payload(payload)).collect();
+    let events: Vec<String> = payloads
+        .iter()
+        .map(|payload| event_with_payload(payload))
+        .collect();
     let response = app.post_raw(format!("[{}]", events.join(","))).await;
     assert_eq!(response.status(), 201);
 
-    let page = app
-        .get_events("?page_size=10")
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    let page = app.get_events("?page_size=10").await.bytes().await.unwrap();
 
     serde_json::from_slice::<serde_json::Value>(&page).expect("serde_json reads the page");
     let python = "import json, sys; json.load(sys.stdin)";
-    assert!(reads_cleanly("python3", &["-c", python], &page), "Python's json");
-    assert!(reads_cleanly("jq", &["-e", ".data | length == 4"], &page), "jq");
+    assert!(
+        reads_cleanly("python3", &["-c", python], &page),
+        "Python's json"
+    );
+    assert!(
+        reads_cleanly("jq", &["-e", ".data | length == 4"], &page),
+        "jq"
+    );
     let text = String::from_utf8(page.to_vec()).unwrap();
     for payload in &payloads {
         assert!(text.contains(payload.as_str()), "{payload} is not verbatim");

@@ -214,17 +214,26 @@ async fn a_flood_of_bad_requests_writes_a_few_log_lines_and_no_error() {
 
     for request in 0..600 {
         let response = match request % 3 {
-            0 => client.post(format!("{}/api/event", server.address)).body("[{").send(),
-            1 => client.get(format!("{}/no/such/path", server.address)).send(),
-            _ => client.get(format!("{}/api/event?page_size=x", server.address)).send(),
+            0 => client
+                .post(format!("{}/api/event", server.address))
+                .body("[{")
+                .send(),
+            1 => client
+                .get(format!("{}/no/such/path", server.address))
+                .send(),
+            _ => client
+                .get(format!("{}/api/event?page_size=x", server.address))
+                .send(),
         };
         assert!(response.await.unwrap().status().is_client_error());
     }
     for _ in 0..50 {
-        let mut stream = tokio::net::TcpStream::connect(server.address.trim_start_matches("http://"))
-            .await
-            .unwrap();
-        let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"GARBAGE / NOT-HTTP\r\n\r\n").await;
+        let mut stream =
+            tokio::net::TcpStream::connect(server.address.trim_start_matches("http://"))
+                .await
+                .unwrap();
+        let _ =
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GARBAGE / NOT-HTTP\r\n\r\n").await;
         let mut answer = Vec::new();
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer).await;
     }
@@ -236,11 +245,21 @@ async fn a_flood_of_bad_requests_writes_a_few_log_lines_and_no_error() {
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
     let request_lines = lines.iter().filter(|line| line["status"].is_u64()).count();
-    assert!(request_lines >= 1, "no client error was logged at all: {log}");
+    assert!(
+        request_lines >= 1,
+        "no client error was logged at all: {log}"
+    );
     assert!(
         request_lines <= 40,
         "{request_lines} request lines for 650 bad requests"
     );
-    let errors: Vec<&serde_json::Value> = lines.iter().filter(|line| line["level"] == "ERROR").collect();
-    assert!(errors.is_empty(), "client mistakes logged as errors: {:?}", errors.first());
+    let errors: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["level"] == "ERROR")
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "client mistakes logged as errors: {:?}",
+        errors.first()
+    );
 }

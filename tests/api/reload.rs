@@ -43,6 +43,31 @@ async fn reloading_the_batch_and_body_limits_takes_effect() {
 }
 
 #[tokio::test]
+async fn a_body_limit_above_the_body_memory_in_force_is_refused_and_the_old_limit_kept() {
+    let mut app = spawn_app().await;
+    let budget = app.settings.http.max_inflight_body_bytes;
+
+    let response = app
+        .reload_with(|settings| {
+            settings.api.max_body_bytes = 2 * budget;
+            settings.http.max_inflight_body_bytes = 2 * budget;
+        })
+        .await;
+
+    assert_eq!(response.status(), 422);
+    let body = json_body(response).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_inflight_body_bytes"),
+        "{body}"
+    );
+    let runtime = app.state.runtime();
+    assert_eq!(runtime.settings.api.max_body_bytes, 16 * 1024 * 1024);
+}
+
+#[tokio::test]
 async fn reloading_page_sizes_takes_effect() {
     let mut app = spawn_app().await;
     let batch: Vec<_> = (0..8).map(|n| event("a", json!(n))).collect();

@@ -52,7 +52,10 @@ async fn ready_answers_503_while_writes_keep_failing_and_200_once_they_pass() {
 
     let refused = app.post_one_event().await;
 
-    assert_eq!(refused, 503, "a broken constraint is the database's, not the client's");
+    assert_eq!(
+        refused, 503,
+        "a broken constraint is the database's, not the client's"
+    );
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
     assert_eq!(json_body(ready).await["error"], "writes_failing");

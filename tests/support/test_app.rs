@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use audit_core::config::{ConfigSource, Settings};
 use actix_web::web;
+use audit_core::config::{ConfigSource, Settings};
 use audit_server::startup::Application;
 use audit_server::state::AppState;
 use audit_server::telemetry::LogControl;

@@ -77,7 +77,8 @@ impl CopyEncoder {
         self.buffer.put_i16(FIELD_COUNT);
         self.buffer.put_i32(8);
         // Years 0000-9999 are about ±2^48 microseconds from the epoch: always fits.
-        self.buffer.put_i64(micros as i64);
+        self.buffer
+            .put_i64(i64::try_from(micros).unwrap_or(i64::MAX));
         self.put_text(event.application_name.as_str());
         self.put_text(event.event_kind.as_str());
         self.put_text(event.payload.as_json_text());
@@ -85,8 +86,10 @@ impl CopyEncoder {
     }
 
     fn put_text(&mut self, text: &str) {
-        // Every field is bounded far below 2 GiB by the body limit and name rules.
-        self.buffer.put_i32(text.len() as i32);
+        // Names are under 126 bytes and a payload under `MAX_PAYLOAD_BYTES` (1 GiB),
+        // both enforced by the validated types this is fed from, so the length fits.
+        self.buffer
+            .put_i32(i32::try_from(text.len()).unwrap_or(i32::MAX));
         self.buffer.put_slice(text.as_bytes());
     }
 

@@ -141,9 +141,9 @@ pub enum PayloadError {
     ContainsNul,
     #[error("nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels")]
     TooDeep,
-    #[error(
-        "contains a \\u escape of half a UTF-16 surrogate pair, which is not a character"
-    )]
+    #[error("is larger than {MAX_PAYLOAD_BYTES} bytes, the most PostgreSQL stores in a field")]
+    TooLarge,
+    #[error("contains a \\u escape of half a UTF-16 surrogate pair, which is not a character")]
     LoneSurrogate,
     #[error(
         "contains a number that is longer than {MAX_NUMBER_CHARS} characters or \
@@ -160,6 +160,9 @@ pub const MAX_PAYLOAD_DEPTH: usize = 124;
 /// Longest number, in characters, a payload may hold: any double, any 128-bit integer
 /// and long decimals fit, while a 100,000-digit number (which readers refuse) does not.
 pub const MAX_NUMBER_CHARS: usize = 100;
+/// Largest payload text: PostgreSQL stores at most 1 GiB in one field. The API's own
+/// limit (`api.max_event_bytes`) is far lower; this one holds for every constructor.
+pub const MAX_PAYLOAD_BYTES: usize = (1 << 30) - 1;
 /// Most digits after the decimal point PostgreSQL's `numeric` (and so `jsonb`) holds.
 const MAX_NUMERIC_SCALE: i64 = 16_383;
 
@@ -267,6 +270,9 @@ impl fmt::Debug for Payload {
 /// whether it is inside a string, since brackets and backslashes there are just
 /// characters. The text itself is never changed.
 fn check_json_text(json: &str) -> Result<(), PayloadError> {
+    if json.len() > MAX_PAYLOAD_BYTES {
+        return Err(PayloadError::TooLarge);
+    }
     let bytes = json.as_bytes();
     let mut depth = 0usize;
     let mut in_string = false;
@@ -319,7 +325,9 @@ fn check_json_text(json: &str) -> Result<(), PayloadError> {
             b'-' | b'0'..=b'9' => {
                 let end = bytes[index..]
                     .iter()
-                    .position(|byte| !matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .position(|byte| {
+                        !matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    })
                     .map_or(bytes.len(), |length| index + length);
                 check_number(&json[index..end])?;
                 index = end;
@@ -418,14 +426,24 @@ mod tests {
 
     #[test]
     fn lone_surrogate_escapes_are_rejected_and_pairs_are_not() {
-        for text in [r#""\ud800""#, r#""\udc00""#, r#""\ud800x""#, r#""\ud800\u0041""#, r#""\ud800\ud800""#] {
+        for text in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800x""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800\ud800""#,
+        ] {
             assert_eq!(
                 Payload::parse(text),
                 Err(PayloadError::LoneSurrogate),
                 "{text}"
             );
         }
-        for text in [r#""\ud83d\ude00""#, r#""\u00e9\\ud800""#, r#"{"k\ud83d\ude00":1}"#] {
+        for text in [
+            r#""\ud83d\ude00""#,
+            r#""\u00e9\\ud800""#,
+            r#"{"k\ud83d\ude00":1}"#,
+        ] {
             assert_eq!(Payload::parse(text).unwrap().as_json_text(), text);
         }
     }
@@ -434,7 +452,13 @@ mod tests {
     fn numbers_beyond_a_double_or_numeric_scale_are_rejected() {
         let hundred_thousand_digits = "1".repeat(100_000);
         let too_long = format!("0.{}", "1".repeat(MAX_NUMBER_CHARS - 1));
-        for text in ["1e999999", "-1e309", "1e-20000", hundred_thousand_digits.as_str(), too_long.as_str()] {
+        for text in [
+            "1e999999",
+            "-1e309",
+            "1e-20000",
+            hundred_thousand_digits.as_str(),
+            too_long.as_str(),
+        ] {
             assert_eq!(
                 Payload::parse(&format!("[{text}]")),
                 Err(PayloadError::NumberOutOfRange),
@@ -443,7 +467,15 @@ mod tests {
             );
         }
         let longest = format!("0.{}", "1".repeat(MAX_NUMBER_CHARS - 2));
-        for text in ["12345678901234567890123", "0.1", "-1.7976931348623157e308", "1e-400", "0", "-0.0e0", longest.as_str()] {
+        for text in [
+            "12345678901234567890123",
+            "0.1",
+            "-1.7976931348623157e308",
+            "1e-400",
+            "0",
+            "-0.0e0",
+            longest.as_str(),
+        ] {
             let payload = format!(r#"{{"n":{text}}}"#);
             assert_eq!(Payload::parse(&payload).unwrap().as_json_text(), payload);
         }

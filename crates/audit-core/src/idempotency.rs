@@ -12,9 +12,7 @@ use std::time::Duration;
 use deadpool_postgres::{Object, Pool};
 
 use crate::copy::{EncodedRows, copy_in_transaction, framed_rows};
-use crate::storage_error::{
-    StorageError, bounded, classify, classify_at_commit, connection_from,
-};
+use crate::storage_error::{StorageError, bounded, classify, classify_at_commit, connection_from};
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;

@@ -115,7 +115,8 @@ fn stored_event_from_row(row: &tokio_postgres::Row) -> Result<StoredEvent<'_>, S
             EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
         })?;
     let text = |index: usize| -> Result<&str, StorageError> {
-        row.try_get(index).map_err(|error| corrupt(error.to_string()))
+        row.try_get(index)
+            .map_err(|error| corrupt(error.to_string()))
     };
     Ok(StoredEvent {
         id,

@@ -55,9 +55,9 @@ impl StorageError {
 
     /// An `OutcomeUnknown` with a reason of our own.
     pub fn outcome_unknown(reason: &'static str) -> Self {
-        Self::OutcomeUnknown(Arc::from(
-            Box::<dyn std::error::Error + Send + Sync>::from(reason),
-        ))
+        Self::OutcomeUnknown(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+            reason,
+        )))
     }
 
     /// Whether the database refused this data (or a constraint refused it), so that

@@ -37,20 +37,20 @@ impl EventTimestamp {
     /// Parses `YYYY-MM-DD(T| )HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]`.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
         let mut cursor = Cursor::new(text.as_bytes());
-        let year = cursor.digits(4)? as i32;
+        let year: i32 = cursor.digits(4)?;
         cursor.expect(b'-')?;
-        let month = cursor.digits(2)? as u8;
+        let month: u8 = cursor.digits(2)?;
         cursor.expect(b'-')?;
-        let day = cursor.digits(2)? as u8;
+        let day: u8 = cursor.digits(2)?;
         match cursor.next() {
             Some(b'T' | b't' | b' ') => {}
             _ => return Err(TimestampError::Malformed),
         }
-        let hour = cursor.digits(2)? as u8;
+        let hour: u8 = cursor.digits(2)?;
         cursor.expect(b':')?;
-        let minute = cursor.digits(2)? as u8;
+        let minute: u8 = cursor.digits(2)?;
         cursor.expect(b':')?;
-        let second = cursor.digits(2)? as u8;
+        let second: u8 = cursor.digits(2)?;
         let microseconds = cursor.fraction_as_microseconds()?;
         let offset = cursor.offset()?;
         if !cursor.at_end() {
@@ -113,10 +113,7 @@ impl fmt::Display for EventTimestamp {
 }
 
 /// The whole seconds of `value` plus the rounded fraction (which may be a whole second).
-fn add_microseconds(
-    value: OffsetDateTime,
-    micros: u32,
-) -> Result<OffsetDateTime, TimestampError> {
+fn add_microseconds(value: OffsetDateTime, micros: u32) -> Result<OffsetDateTime, TimestampError> {
     let whole_seconds = value
         .replace_nanosecond(0)
         .map_err(|_| TimestampError::Malformed)?;
@@ -157,7 +154,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn digits(&mut self, count: usize) -> Result<u32, TimestampError> {
+    /// Exactly `count` decimal digits, as the field's type.
+    fn digits<T: TryFrom<u32>>(&mut self, count: usize) -> Result<T, TimestampError> {
         let mut value = 0u32;
         for _ in 0..count {
             match self.next() {
@@ -165,7 +163,7 @@ impl<'a> Cursor<'a> {
                 _ => return Err(TimestampError::Malformed),
             }
         }
-        Ok(value)
+        T::try_from(value).map_err(|_| TimestampError::Malformed)
     }
 
     /// Reads an optional `.fraction` of any number of digits (RFC 3339 sets no limit)
@@ -191,8 +189,10 @@ impl<'a> Cursor<'a> {
         text.extend(digits.iter().map(|&digit| char::from(digit)));
         let fraction: f64 = text.parse().map_err(|_| TimestampError::Malformed)?;
         let micros = (fraction * 1_000_000.0).round_ties_even();
-        // A fraction below 1 gives 0..=1_000_000, which a u32 holds exactly.
-        Ok(u32::try_from(micros as u64).unwrap_or(1_000_000).min(1_000_000))
+        // A fraction in [0, 1) gives a whole number in 0..=1_000_000, which u32 holds
+        // exactly: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok((micros as u32).min(1_000_000))
     }
 
     /// Reads an optional offset; none means UTC.
@@ -208,14 +208,14 @@ impl<'a> Cursor<'a> {
             Some(_) => return Err(TimestampError::Malformed),
         };
         self.position += 1;
-        let hours = self.digits(2)? as i8;
+        let hours: i8 = self.digits(2)?;
         let minutes = match self.peek() {
             None => 0,
             Some(b':') => {
                 self.position += 1;
-                self.digits(2)? as i8
+                self.digits(2)?
             }
-            Some(_) => self.digits(2)? as i8,
+            Some(_) => self.digits(2)?,
         };
         if hours > 23 || minutes > 59 {
             return Err(TimestampError::OutOfRange("offset"));

@@ -83,7 +83,9 @@ impl EventFactory {
             PayloadStyle::Original => json!({ "username": self.username() }),
             PayloadStyle::Rich => self.rich_payload(event_kind.as_str()),
         };
-        // Generated strings never hold NUL, the one thing a JSON payload may not carry.
+        // Generated payloads are small, shallow, NUL-free strings and small numbers,
+        // which the payload rules always take; a property test checks it over seeds.
+        #[allow(clippy::expect_used)]
         let payload = Payload::from_value(&value).expect("generated payloads are valid");
         NewEvent {
             event_ts,
@@ -105,7 +107,10 @@ impl EventFactory {
                 let span = (end.as_offset_date_time() - start)
                     .whole_microseconds()
                     .max(1);
-                let offset = self.rng.random_range(0..span as i64);
+                // A span of years 0000-9999 is far below 2^63 microseconds.
+                let offset = self
+                    .rng
+                    .random_range(0..i64::try_from(span).unwrap_or(i64::MAX));
                 let value = start + time::Duration::microseconds(offset);
                 EventTimestamp::from_offset_date_time(value)
                     .unwrap_or_else(|_| EventTimestamp::now())
@@ -183,6 +188,8 @@ impl EventFactory {
 
 /// A fresh seed for runs that do not name one; printed so the run can be repeated.
 pub fn random_seed() -> u64 {
+    // Only the low bits matter for a seed: the truncation is the point.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
     now ^ rand::random::<u64>()
 }

@@ -47,6 +47,8 @@ pub fn percentile(sorted: &[u64], quantile: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
+    // A quantile in [0, 1] times a length is a whole number within the length.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let rank = (quantile * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }

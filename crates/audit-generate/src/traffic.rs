@@ -166,7 +166,7 @@ async fn run_worker(
         };
         stats
             .latencies_micros
-            .push(started.elapsed().as_micros() as u64);
+            .push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         match outcome {
             Ok(status) => *stats.statuses.entry(status).or_default() += 1,
             Err(_) => stats.transport_errors += 1,

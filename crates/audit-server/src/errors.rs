@@ -112,9 +112,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(detail)
             | Self::InvalidHeader(detail)
-            | Self::EventTooLarge(detail) => {
-                std::slice::from_ref(detail)
-            }
+            | Self::EventTooLarge(detail) => std::slice::from_ref(detail),
             Self::Validation(details) | Self::InvalidQuery(details) => details,
             _ => &[],
         }

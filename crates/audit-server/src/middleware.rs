@@ -8,22 +8,22 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use actix_web::{Error, web};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{Error, web};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::Instrument;
 
 use crate::errors::ApiError;
-use crate::request_log::LogDecision;
-use crate::state::AppState;
 use crate::metrics::{
     HTTP_EXCEPTIONS_TOTAL, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_IN_PROGRESS,
     HTTP_REQUESTS_TOTAL, HTTP_RESPONSES_TOTAL, UNMATCHED_PATH, method_label,
 };
+use crate::request_log::LogDecision;
+use crate::state::AppState;
 
 /// The header that carries the request id, in and out.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");

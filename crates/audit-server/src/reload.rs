@@ -10,10 +10,10 @@ use audit_core::config::Settings;
 use serde::Serialize;
 use serde_json::Value;
 
-use audit_core::storage_error::cause_chain;
 use crate::metrics::CONFIG_RELOADS_TOTAL;
 use crate::state::{AppState, Runtime};
 use crate::telemetry;
+use audit_core::storage_error::cause_chain;
 
 /// Keys whose new value only takes effect after a restart.
 const RESTART_KEYS: &[&str] = &[
@@ -79,6 +79,16 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         .map_err(|error| ReloadError::Invalid(error.to_string()))?;
 
     let current = state.runtime();
+    // The body budget is sized at start-up; a larger body could never get its share
+    // and would answer 503 until a restart.
+    let budget = current.settings.http.max_inflight_body_bytes;
+    if settings.api.max_body_bytes > budget {
+        return Err(ReloadError::Invalid(format!(
+            "api.max_body_bytes ({}) is larger than the request body memory in force \
+             (http.max_inflight_body_bytes = {budget}, which needs a restart to change)",
+            settings.api.max_body_bytes
+        )));
+    }
     let summary = summarize(&current.settings, &settings);
     let storage_unchanged = settings.postgres == current.settings.postgres
         && settings.ingest == current.settings.ingest;

@@ -17,7 +17,9 @@ const WINDOW: Duration = Duration::from_secs(1);
 pub enum LogDecision {
     Skip,
     /// Log it; `left_out` client error lines were dropped since the last one logged.
-    Log { left_out: u64 },
+    Log {
+        left_out: u64,
+    },
 }
 
 /// Shared by all workers: the rate of client error lines.

@@ -22,10 +22,10 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::writer::health::WriterStatus;
 use crate::config::IngestSettings;
 use crate::copy::EncodedRows;
 use crate::storage_error::{StorageError, call_deadline};
+pub use crate::writer::health::WriterStatus;
 use crate::writer::queue::{SharedQueue, WriteRequest};
 use crate::writer::supervisor::Supervisor;
 

@@ -207,18 +207,17 @@ pub(crate) async fn write_groups(queue: Arc<SharedQueue>, pool: Pool) {
                     "a group's data was refused; writing its batches one by one"
                 );
                 for request in requests {
-                    let result = write_group(
-                        &pool,
-                        std::slice::from_ref(&request),
-                        queue.write_deadline,
-                    )
-                    .await;
+                    let result =
+                        write_group(&pool, std::slice::from_ref(&request), queue.write_deadline)
+                            .await;
                     queue.health.record(leaves_writes_healthy(&result));
                     let _ = request.reply.send(result.map(|_| request.count));
                 }
             }
             Err(error) => {
-                queue.health.record(matches!(error, StorageError::DataRejected(_)));
+                queue
+                    .health
+                    .record(matches!(error, StorageError::DataRejected(_)));
                 answer_all(requests, |_| Err(error.clone()));
             }
         }

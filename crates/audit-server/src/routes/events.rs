@@ -17,9 +17,9 @@ use crate::metrics::{
     DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL,
 };
 use crate::routes::EVENTS_PATH;
+use crate::slow_readers::DeadlineBody;
 use crate::state::{AppState, Runtime};
 use crate::wire::incoming::{BatchLimits, parse_batch};
-use crate::slow_readers::DeadlineBody;
 use crate::wire::outgoing::{PageBody, PageWriter};
 use crate::wire::page_query::parse_page_query;
 

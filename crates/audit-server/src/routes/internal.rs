@@ -6,10 +6,10 @@ use audit_core::storage_error::StorageError;
 use audit_core::writer::WriterStatus;
 use serde_json::json;
 
-use audit_core::storage_error::cause_chain;
 use crate::metrics::{DATABASE_READY, DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
 use crate::reload::{self, ReloadError};
 use crate::state::AppState;
+use audit_core::storage_error::cause_chain;
 
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))

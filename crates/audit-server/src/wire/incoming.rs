@@ -604,7 +604,9 @@ mod tests {
         ]"#;
 
         let events = parse_events(body.as_bytes(), limits(10)).unwrap();
-        let (rows, per_application) = parse_batch(body.as_bytes(), limits(10)).unwrap().into_parts();
+        let (rows, per_application) = parse_batch(body.as_bytes(), limits(10))
+            .unwrap()
+            .into_parts();
 
         assert_eq!(events[0].application_name.as_str(), "caf\u{e9}");
         assert_eq!(rows.count, 3);
