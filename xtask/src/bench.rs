@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::bench_memory;
 use crate::command::{cargo, render, run_checked, workspace_root};
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::wrk::{WrkResult, run_wrk, wrk_command};
@@ -26,7 +27,7 @@ const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
 const READ_DATABASE: &str = "audit_bench_read";
 const CEILING_DATABASE: &str = "audit_bench_ceiling";
-const PORT: u16 = 18_080;
+pub(crate) const PORT: u16 = 18_080;
 /// Events per POST, with the concurrent clients of that run: clients that send each
 /// event as it happens are many; clients that send large batches are few.
 const INGEST_RUNS: [(usize, u32); 4] = [(1, 128), (10, 128), (100, 32), (1000, 32)];
@@ -38,6 +39,8 @@ pub struct BenchPlan {
     pub run_seconds: u32,
     /// Divides the connections of every run (a smoke run uses fewer).
     pub connection_divisor: u32,
+    /// How long after the memory load the server's RSS is read again.
+    pub memory_settle: Duration,
     pub output: Option<PathBuf>,
 }
 
@@ -49,6 +52,7 @@ impl BenchPlan {
             read_rows: 10_000_000,
             run_seconds: 15,
             connection_divisor: 1,
+            memory_settle: Duration::from_secs(60),
             output,
         }
     }
@@ -60,12 +64,13 @@ impl BenchPlan {
             read_rows: 200_000,
             run_seconds: 2,
             connection_divisor: 4,
+            memory_settle: Duration::from_secs(2),
             output,
         }
     }
 }
 
-struct BenchEnvironment {
+pub(crate) struct BenchEnvironment {
     server_url: String,
     binaries: PathBuf,
     directory: PathBuf,
@@ -75,7 +80,7 @@ struct BenchEnvironment {
 
 impl BenchEnvironment {
     /// Notes a measuring command for the report, with paths relative to the workspace.
-    fn record(&self, command: &Command) {
+    pub(crate) fn record(&self, command: &Command) {
         let root = format!("{}/", workspace_root().display());
         let line = render(command).replace(&root, "");
         let mut commands = self.commands.borrow_mut();
@@ -84,7 +89,7 @@ impl BenchEnvironment {
         }
     }
 
-    fn run_recorded(&self, command: &mut Command) -> anyhow::Result<()> {
+    pub(crate) fn run_recorded(&self, command: &mut Command) -> anyhow::Result<()> {
         self.record(command);
         run_checked(command)
     }
@@ -205,6 +210,7 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
 
     let _ = server.kill();
     let _ = server.wait();
+    report.push_str(&bench_memory::large_pages(&context, plan)?);
     for database in [INGEST_DATABASE, READ_DATABASE, CEILING_DATABASE] {
         drop_database(&context, database)?;
     }
@@ -340,7 +346,7 @@ fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64>
     Ok(rows as f64 / elapsed.as_secs_f64())
 }
 
-fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<String> {
+pub(crate) fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<String> {
     drop_database(context, name)?;
     let dsn = format!("{}/{name}", context.server_url);
     let output = Command::new(context.binaries.join("audit-migrate"))
@@ -357,7 +363,7 @@ fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<Stri
     Ok(dsn)
 }
 
-fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<()> {
+pub(crate) fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<()> {
     run_checked(Command::new("psql").args([
         "-q",
         &format!("{}/postgres", context.server_url),
@@ -366,7 +372,10 @@ fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<()> {
     ]))
 }
 
-fn write_server_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_server_config(
+    context: &BenchEnvironment,
+    dsn: &str,
+) -> anyhow::Result<PathBuf> {
     let path = context.directory.join("server.toml");
     let text = format!(
         "host = \"127.0.0.1\"\nport = {PORT}\n[postgres]\ndsn = \"{dsn}\"\n[log]\nlevel = \"warn\"\n[failure]\nchance = 0.0\n"
@@ -375,7 +384,7 @@ fn write_server_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<
     Ok(path)
 }
 
-fn start_server(context: &BenchEnvironment, config: &Path) -> anyhow::Result<Child> {
+pub(crate) fn start_server(context: &BenchEnvironment, config: &Path) -> anyhow::Result<Child> {
     let mut command = Command::new(context.binaries.join("audit-server"));
     command.arg("--config").arg(config).stdout(Stdio::null());
     context.record(&command);
@@ -427,13 +436,23 @@ fn token_at_depth(dsn: &str, depth: u64) -> anyhow::Result<i64> {
         .context("failed to find the deep page's token")
 }
 
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// The most resident memory the process had so far.
+pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    memory_kib(pid, "VmHWM:")
+}
+
+/// The process's resident memory now.
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    memory_kib(pid, "VmRSS:")
+}
+
+fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")
+        .with_context(|| format!("no {field} in /proc/<pid>/status"))
 }
 
 /// A wrk script that posts a fixed batch of `batch_size` events.
