@@ -260,3 +260,33 @@ async fn write_group(
 fn timed_out() -> StorageError {
     StorageError::outcome_unknown("the database did not answer within the statement timeout")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> SharedQueue {
+        let (_sender, receiver) = mpsc::channel(4);
+        SharedQueue::new(receiver, 100, 10, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_count_dropped_before_its_request_is_queued_is_given_back() {
+        let queue = queue();
+
+        let counted = queue.count_queued(7);
+        assert_eq!(queue.queued_events.load(Ordering::Acquire), 7);
+        drop(counted);
+
+        assert_eq!(queue.queued_events.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_count_handed_over_stays_until_a_writer_takes_the_request() {
+        let queue = queue();
+
+        queue.count_queued(7).hand_over();
+
+        assert_eq!(queue.queued_events.load(Ordering::Acquire), 7);
+    }
+}
