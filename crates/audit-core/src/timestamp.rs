@@ -184,6 +184,16 @@ impl<'a> Cursor<'a> {
         if digits.is_empty() {
             return Err(TimestampError::Malformed);
         }
+        if digits.len() <= 6 {
+            // Up to six digits the double's product is within far less than 0.5 of
+            // the whole number, so PostgreSQL's rounding gives exactly the digits:
+            // integer arithmetic, no float and no allocation on the common path.
+            let value = digits
+                .iter()
+                .fold(0u32, |value, &digit| value * 10 + u32::from(digit - b'0'));
+            let scale = [100_000, 10_000, 1_000, 100, 10, 1][digits.len() - 1];
+            return Ok(value * scale);
+        }
         let mut text = String::with_capacity(digits.len() + 2);
         text.push_str("0.");
         text.extend(digits.iter().map(|&digit| char::from(digit)));
@@ -281,6 +291,24 @@ mod tests {
             formatted("2023-12-05T12:55:52.12345678901234567890Z"),
             "2023-12-05T12:55:52.123457Z"
         );
+    }
+
+    #[test]
+    fn up_to_six_fraction_digits_give_what_the_float_rounding_gives() {
+        for value in (0..1_000_000u32).step_by(7) {
+            for digits in [6usize, 3] {
+                let text = format!("{value:06}");
+                let text = &text[..digits];
+                let mut cursor = Cursor::new(format!(".{text}").into_bytes().leak());
+                let fraction: f64 = format!("0.{text}").parse().unwrap();
+                let expected = (fraction * 1_000_000.0).round_ties_even();
+                assert_eq!(
+                    f64::from(cursor.fraction_as_microseconds().unwrap()),
+                    expected,
+                    ".{text}"
+                );
+            }
+        }
     }
 
     #[test]
