@@ -165,11 +165,7 @@ pub async fn copy_in(
     client: &Client,
     chunks: impl Stream<Item = Bytes>,
 ) -> Result<u64, StorageError> {
-    let sink = client
-        .copy_in::<_, Bytes>(COPY_EVENTS)
-        .await
-        .map_err(classify)?;
-    send(sink, chunks, Ending::Commits).await
+    send(client.copy_in(COPY_EVENTS).await, chunks, Ending::Commits).await
 }
 
 /// [`copy_in`] with a statement the caller prepared once (see [`COPY_EVENTS`]): saves
@@ -179,11 +175,7 @@ pub async fn copy_in_prepared(
     statement: &Statement,
     chunks: impl Stream<Item = Bytes>,
 ) -> Result<u64, StorageError> {
-    let sink = client
-        .copy_in::<_, Bytes>(statement)
-        .await
-        .map_err(classify)?;
-    send(sink, chunks, Ending::Commits).await
+    send(client.copy_in(statement).await, chunks, Ending::Commits).await
 }
 
 /// [`copy_in`] inside a transaction the caller commits.
@@ -191,18 +183,22 @@ pub async fn copy_in_transaction(
     transaction: &Transaction<'_>,
     chunks: impl Stream<Item = Bytes>,
 ) -> Result<u64, StorageError> {
-    let sink = transaction
-        .copy_in::<_, Bytes>(COPY_EVENTS)
-        .await
-        .map_err(classify)?;
-    send(sink, chunks, Ending::InTransaction).await
+    send(
+        transaction.copy_in(COPY_EVENTS).await,
+        chunks,
+        Ending::InTransaction,
+    )
+    .await
 }
 
+/// Streams the chunks into a COPY that was just started (`started`: the driver's
+/// answer to the COPY statement).
 async fn send(
-    sink: CopyInSink<Bytes>,
+    started: Result<CopyInSink<Bytes>, tokio_postgres::Error>,
     chunks: impl Stream<Item = Bytes>,
     ending: Ending,
 ) -> Result<u64, StorageError> {
+    let sink = started.map_err(classify)?;
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(chunks);
     // `feed`, not `send`: the sink gathers small chunks (a 1-event request's rows are

@@ -34,6 +34,11 @@ pub enum StorageError {
     /// PostgreSQL refused the data itself (a data exception, SQLSTATE class 22).
     #[error("the database refused the data: {0}")]
     DataRejected(#[source] Arc<tokio_postgres::Error>),
+    /// A constraint of the table refused the write (SQLSTATE class 23). Nothing was
+    /// stored; whether the data or the constraint is at fault cannot be told, so the
+    /// client is told to retry, as for `Unavailable`.
+    #[error("a constraint of the database refused the write")]
+    ConstraintRefused(#[source] Arc<tokio_postgres::Error>),
     /// The schema is missing or older than this build expects.
     #[error("the schema is at version {found:?}, this build needs {expected}")]
     SchemaNotReady { found: Option<i64>, expected: i64 },
@@ -63,21 +68,15 @@ impl StorageError {
     /// Whether the database refused this data (or a constraint refused it), so that
     /// other batches of the same group may well succeed on their own.
     pub fn is_refusal_of_data(&self) -> bool {
-        match self {
-            Self::DataRejected(_) => true,
-            Self::Unavailable(error) => error
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::code)
-                .is_some_and(|code| code.code().starts_with("23")),
-            _ => false,
-        }
+        matches!(self, Self::DataRejected(_) | Self::ConstraintRefused(_))
     }
 }
 
 /// Sorts a driver error by what the client can be told. Class 22 (data exception) is
-/// the request's fault; connection loss, cancellation (the statement timeout), lock
-/// waits, integrity constraints, resources, shutdowns and transaction conflicts leave
-/// nothing stored and may pass on a retry; the rest is a statement failure.
+/// the request's fault; a constraint (class 23) may be either's; connection loss,
+/// cancellation (the statement timeout), lock waits, resources, shutdowns and
+/// transaction conflicts leave nothing stored and may pass on a retry; the rest is a
+/// statement failure.
 pub fn classify(error: tokio_postgres::Error) -> StorageError {
     let Some(code) = error.code() else {
         return StorageError::Unavailable(Arc::new(error));
@@ -86,10 +85,12 @@ pub fn classify(error: tokio_postgres::Error) -> StorageError {
     if class == "22" {
         return StorageError::DataRejected(Arc::new(error));
     }
-    // 08 connection, 23 integrity constraint, 40 transaction rollback, 53 resources,
-    // 55 object state (lock not available), 57 operator intervention (query canceled,
-    // shutdown), 58 system error.
-    if matches!(class, "08" | "23" | "40" | "53" | "55" | "57" | "58")
+    if class == "23" {
+        return StorageError::ConstraintRefused(Arc::new(error));
+    }
+    // 08 connection, 40 transaction rollback, 53 resources, 55 object state (lock not
+    // available), 57 operator intervention (query canceled, shutdown), 58 system error.
+    if matches!(class, "08" | "40" | "53" | "55" | "57" | "58")
         || *code == SqlState::TOO_MANY_CONNECTIONS
     {
         return StorageError::Unavailable(Arc::new(error));

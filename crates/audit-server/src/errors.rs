@@ -7,8 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use audit_core::storage_error::StorageError;
-use audit_core::storage_error::cause_chain;
+use audit_core::storage_error::{StorageError, cause_chain};
 use serde::Serialize;
 
 /// Seconds a client is told to wait before retrying after a 503.
@@ -122,9 +121,9 @@ impl ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
-            StorageError::Unavailable(_) | StorageError::SchemaNotReady { .. } => {
-                Self::DatabaseUnavailable(error)
-            }
+            StorageError::Unavailable(_)
+            | StorageError::ConstraintRefused(_)
+            | StorageError::SchemaNotReady { .. } => Self::DatabaseUnavailable(error),
             StorageError::OutcomeUnknown(_) => Self::OutcomeUnknown(error),
             StorageError::Overloaded => Self::Overloaded {
                 what: "write queue full",

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use audit_core::config::Settings;
+use audit_core::storage_error::cause_chain;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::metrics::CONFIG_RELOADS_TOTAL;
 use crate::state::{AppState, Runtime};
 use crate::telemetry;
-use audit_core::storage_error::cause_chain;
 
 /// Keys whose new value only takes effect after a restart.
 const RESTART_KEYS: &[&str] = &[

@@ -10,13 +10,13 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use audit_core::config::{ConfigSource, Settings};
 use audit_core::idempotency;
+use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
 use crate::middleware::observe_request;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::{metrics, reload, routes, slow_readers};
-use audit_core::storage_error::cause_chain;
 
 /// How long requests in flight may take to finish after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -2,14 +2,13 @@
 //! subject to failure injection.
 
 use actix_web::{HttpResponse, web};
-use audit_core::storage_error::StorageError;
+use audit_core::storage_error::{StorageError, cause_chain};
 use audit_core::writer::WriterStatus;
 use serde_json::json;
 
 use crate::metrics::{DATABASE_READY, DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
 use crate::reload::{self, ReloadError};
 use crate::state::AppState;
-use audit_core::storage_error::cause_chain;
 
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
