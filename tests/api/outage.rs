@@ -59,17 +59,6 @@ async fn post_batches(
     attempts
 }
 
-async fn wait_for_status(app: &TestApp, path: &str, wanted: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if app.get(path).await.status().as_u16() == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} did not answer {wanted} within {limit:?}");
-}
-
 async fn outage_under_load(shutdown_mode: &str) {
     let cluster = PrivateCluster::start();
     let settings = cluster.settings("audit");
@@ -89,11 +78,13 @@ async fn outage_under_load(shutdown_mode: &str) {
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.stop_server(shutdown_mode);
-    wait_for_status(&app, "/ready", 503, Duration::from_secs(10)).await;
+    app.wait_for_status("/ready", 503, Duration::from_secs(10))
+        .await;
     assert_eq!(app.get("/health").await.status(), 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.start_server();
-    wait_for_status(&app, "/ready", 200, Duration::from_secs(20)).await;
+    app.wait_for_status("/ready", 200, Duration::from_secs(20))
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     running.store(false, Ordering::Relaxed);
     let mut attempts = Vec::new();

@@ -3,19 +3,7 @@
 
 use std::time::Duration;
 
-use audit_tests::test_app::{TestApp, json_body, spawn_app, spawn_app_with};
-
-/// Polls `path` until it answers `status`, failing the test after `limit`.
-async fn wait_for_status(app: &TestApp, path: &str, status: u16, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if app.get(path).await.status().as_u16() == status {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} did not answer {status} within {limit:?}");
-}
+use audit_tests::test_app::{json_body, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_locked_table_answers_503_database_unavailable_past_the_statement_timeout() {
@@ -84,5 +72,6 @@ async fn a_dead_writer_answers_503_at_once_shows_in_ready_and_is_restarted() {
     assert_eq!(ready.status(), 503);
     assert_eq!(json_body(ready).await["error"], "writer_restarting");
     assert_eq!(app.post_one_event().await, 201, "the writer was restarted");
-    wait_for_status(&app, "/ready", 200, Duration::from_secs(5)).await;
+    app.wait_for_status("/ready", 200, Duration::from_secs(5))
+        .await;
 }

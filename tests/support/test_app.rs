@@ -140,6 +140,18 @@ impl TestApp {
         self.http.post(self.url("/reload")).send().await.unwrap()
     }
 
+    /// Polls `path` until it answers `wanted`, failing the test after `limit`.
+    pub async fn wait_for_status(&self, path: &str, wanted: u16, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.get(path).await.status().as_u16() == wanted {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{path} did not answer {wanted} within {limit:?}");
+    }
+
     pub async fn metrics_text(&self) -> String {
         self.get("/metrics").await.text().await.unwrap()
     }
