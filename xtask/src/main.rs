@@ -62,7 +62,8 @@ struct BenchBulk {
 }
 
 /// Check formatting, run clippy with warnings denied, run schemathesis against a live
-/// server, and run every test.
+/// server, run the benchmark's smoke run and every test; fail if the run changed the
+/// work tree.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "ci")]
 struct Ci {}
@@ -99,6 +100,34 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn ci() -> anyhow::Result<()> {
+    let tree_before = tree_status();
+    checks()?;
+    // A check that writes into the work tree (a tool's cache, a generated file) would
+    // leave every clone dirty after CI; such files belong in target/ or .gitignore.
+    let tree_after = tree_status();
+    if tree_after != tree_before {
+        anyhow::bail!(
+            "the run changed the work tree (git status --porcelain):\nbefore:\n{}\nafter:\n{}",
+            tree_before.unwrap_or_default(),
+            tree_after.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `git status --porcelain`, or `None` outside a git checkout.
+fn tree_status() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn checks() -> anyhow::Result<()> {
     run_checked(cargo().args(["fmt", "--all", "--check"]))?;
     run_checked(cargo().args([
         "clippy",
