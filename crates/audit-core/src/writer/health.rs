@@ -39,12 +39,12 @@ struct Outcomes {
 }
 
 impl WriterHealth {
-    pub(crate) fn task_started(&self) {
-        self.running.fetch_add(1, Ordering::AcqRel);
+    pub(crate) fn tasks_started(&self, tasks: usize) {
+        self.running.fetch_add(tasks, Ordering::AcqRel);
     }
 
-    pub(crate) fn task_ended(&self, died: bool) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
+    pub(crate) fn tasks_ended(&self, tasks: usize, died: bool) {
+        self.running.fetch_sub(tasks, Ordering::AcqRel);
         if died {
             self.outcomes().last_death = Some(Instant::now());
         }
@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn a_failure_makes_the_writer_failing_until_a_success() {
         let health = WriterHealth::default();
-        health.task_started();
+        health.tasks_started(1);
         assert_eq!(health.status(), WriterStatus::Healthy);
 
         health.record(false);
@@ -114,9 +114,8 @@ mod tests {
         let health = WriterHealth::default();
         assert_eq!(health.status(), WriterStatus::Restarting);
 
-        health.task_started();
-        health.task_started();
-        health.task_ended(true);
+        health.tasks_started(2);
+        health.tasks_ended(1, true);
         assert_eq!(health.status(), WriterStatus::Restarting);
 
         health.record(true);

@@ -49,6 +49,9 @@ impl Supervisor {
             .last_thread_attempt
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        // Counted as running from now on, before the thread has spawned them: a write
+        // that comes in the meantime is queued for them, not refused.
+        self.queue.health.tasks_started(self.tasks);
         let queue = Arc::clone(&self.queue);
         let pool = self.pool.clone();
         let tasks = self.tasks;
@@ -61,12 +64,16 @@ impl Supervisor {
                     .build()
                 {
                     Ok(runtime) => runtime.block_on(supervise(queue, pool, tasks)),
-                    Err(error) => tracing::error!(%error, "cannot start the event writer"),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the event writer");
+                        queue.health.tasks_ended(tasks, true);
+                    }
                 }
                 running.store(false, Ordering::Release);
             });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot spawn the event writer thread");
+            self.queue.health.tasks_ended(self.tasks, true);
             self.thread_running.store(false, Ordering::Release);
         }
     }
@@ -86,7 +93,8 @@ impl Supervisor {
     }
 }
 
-/// Keeps `tasks` writer tasks running until the queue closes.
+/// Keeps `tasks` writer tasks running until the queue closes; they were counted as
+/// running when the thread was started.
 async fn supervise(queue: Arc<SharedQueue>, pool: Pool, tasks: usize) {
     let mut running = JoinSet::new();
     for _ in 0..tasks {
@@ -95,9 +103,9 @@ async fn supervise(queue: Arc<SharedQueue>, pool: Pool, tasks: usize) {
     while let Some(ended) = running.join_next().await {
         match ended {
             // The queue closed: every handle is gone, nothing more will come.
-            Ok(()) => queue.health.task_ended(false),
+            Ok(()) => queue.health.tasks_ended(1, false),
             Err(error) => {
-                queue.health.task_ended(true);
+                queue.health.tasks_ended(1, true);
                 let cause = if error.is_panic() {
                     panic_message(error.into_panic())
                 } else {
@@ -105,6 +113,7 @@ async fn supervise(queue: Arc<SharedQueue>, pool: Pool, tasks: usize) {
                 };
                 tracing::error!(%cause, "an event writer task died; restarting it");
                 tokio::time::sleep(RESTART_PAUSE).await;
+                queue.health.tasks_started(1);
                 spawn_task(&mut running, &queue, &pool);
             }
         }
@@ -112,7 +121,6 @@ async fn supervise(queue: Arc<SharedQueue>, pool: Pool, tasks: usize) {
 }
 
 fn spawn_task(running: &mut JoinSet<()>, queue: &Arc<SharedQueue>, pool: &Pool) {
-    queue.health.task_started();
     running.spawn(write_groups(Arc::clone(queue), pool.clone()));
 }
 
