@@ -219,3 +219,50 @@ async fn a_flood_of_maximum_size_bodies_keeps_memory_bounded() {
         "peak RSS grew from {before:.0} to {peak:.0} MiB"
     );
 }
+
+/// The first bytes the server answers on `stream`, within five seconds.
+async fn first_answer(stream: &mut TcpStream) -> String {
+    let mut buffer = vec![0; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("no answer to the request head")
+        .unwrap();
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn an_expectation_of_a_body_over_the_limit_gets_413_instead_of_100_continue() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut stream = connect(&app).await;
+
+    stream
+        .write_all(
+            b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 16777217\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+
+    let answer = first_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_expectation_of_a_body_within_the_limit_gets_100_continue_then_201() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut stream = connect(&app).await;
+    let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1}]"#;
+    let head = format!(
+        "POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = first_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 100 Continue"), "{answer}");
+    stream.write_all(body.as_bytes()).await.unwrap();
+
+    let answer = first_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}

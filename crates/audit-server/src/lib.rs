@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod errors;
+pub mod http_server;
 pub mod metrics;
 pub mod middleware;
 pub mod reload;

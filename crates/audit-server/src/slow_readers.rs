@@ -6,7 +6,6 @@
 //! kernel sees a zero receive window) is aborted by the kernel's `TCP_USER_TIMEOUT`,
 //! which also applies to zero-window probes. Either way the response's memory is freed.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,10 +19,7 @@ use tokio::time::Instant;
 /// Sets the kernel's bound on unacknowledged or unsendable data of a new connection.
 /// Called for every accepted connection; a socket that refuses it keeps working
 /// without the bound (logged once per connection at debug).
-pub fn limit_unread_responses(connection: &dyn Any, timeout: Duration) {
-    let Some(stream) = connection.downcast_ref::<TcpStream>() else {
-        return;
-    };
+pub fn limit_unread_responses(stream: &TcpStream, timeout: Duration) {
     if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
         tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
     }

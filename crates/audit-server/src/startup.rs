@@ -5,21 +5,17 @@ use std::net::{TcpListener, ToSocketAddrs};
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use anyhow::Context;
 use audit_core::config::{ConfigSource, Settings};
 use audit_core::idempotency;
 use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
-use crate::middleware::observe_request;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
-use crate::{metrics, reload, routes, slow_readers};
+use crate::{http_server, metrics, reload, routes};
 
-/// How long requests in flight may take to finish after SIGTERM or SIGINT.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,7 +43,6 @@ impl Application {
         let listener = bind(&settings.host, settings.port, settings.http.backlog)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let http = settings.http.clone();
         let runtime = Runtime::start(settings).context("failed to set up the database")?;
         let state = web::Data::new(AppState::new(
             runtime,
@@ -56,28 +51,7 @@ impl Application {
             prometheus,
         ));
 
-        let app_state = state.clone();
-        let connection_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(from_fn(observe_request))
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .client_request_timeout(http.request_head_timeout())
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(Duration::from_secs(http.keep_alive_seconds))
-        .max_connections(http.max_connections_per_worker)
-        .on_connect(move |connection, _| {
-            let timeout = connection_state.runtime().settings.http.response_timeout();
-            slow_readers::limit_unread_responses(connection, timeout);
-        });
-        if http.workers > 0 {
-            server = server.workers(http.workers);
-        }
-        let server = server.listen(listener).context("failed to listen")?.run();
+        let server = http_server::serve(listener, state.clone()).context("failed to listen")?;
         Ok(Self {
             port,
             server,
