@@ -32,6 +32,7 @@ struct Arguments {
 enum Task {
     Ci(Ci),
     Run(Run),
+    Install(Install),
     Bench(Bench),
     BenchBulk(BenchBulk),
 }
@@ -68,7 +69,14 @@ struct BenchBulk {
 #[argh(subcommand, name = "ci")]
 struct Ci {}
 
-/// Migrate the configured database (creating it if needed), then start the server.
+/// Install audit-server, audit-migrate and audit-generate into cargo's bin directory
+/// (usually ~/.cargo/bin, on PATH).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "install")]
+struct Install {}
+
+/// Build the three binaries, migrate the configured database (creating it if needed),
+/// then start the server.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct Run {
@@ -86,6 +94,7 @@ fn main() -> anyhow::Result<()> {
     match arguments.task {
         Task::Ci(_) => ci(),
         Task::Run(run) => serve(run),
+        Task::Install(_) => install(),
         Task::Bench(bench) => bench::bench(&if bench.smoke {
             bench::BenchPlan::smoke(bench.output)
         } else {
@@ -172,41 +181,95 @@ fn ensure_nextest() -> anyhow::Result<()> {
     run_checked(cargo().args(["install", "cargo-nextest", "--locked"]))
 }
 
+/// The binaries a user runs: their package directory and name.
+const BINARIES: [(&str, &str); 3] = [
+    ("crates/audit-server", "audit-server"),
+    ("crates/audit-migrate", "audit-migrate"),
+    ("crates/audit-generate", "audit-generate"),
+];
+
+fn install() -> anyhow::Result<()> {
+    for (path, _) in BINARIES {
+        run_checked(cargo().args(["install", "--locked", "--path", path]))?;
+    }
+    Ok(())
+}
+
+/// What `audit-migrate` says when no server answers at the DSN
+/// (`DatabaseError::Connect`).
+const NO_POSTGRESQL: &str = "failed to connect to PostgreSQL";
+
+/// What to add to a failed `audit-migrate`'s own error (`stderr`), which already says
+/// what failed (a missing file, a bad value, a role PostgreSQL refused...): only a
+/// server that does not answer gets the hint on how to start one.
+fn migrate_failure(stderr: &str) -> String {
+    if stderr.contains(NO_POSTGRESQL) {
+        return "no PostgreSQL answered at the configured DSN (postgres.dsn in the config \
+                file, or APP_POSTGRES__DSN). Start one, e.g. on Debian:\n  \
+                apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect \
+                $(ls /etc/postgresql | sort -V | tail -n 1) main start\n\
+                or point APP_POSTGRES__DSN at a server you have."
+            .to_owned();
+    }
+    "audit-migrate could not prepare the database: see its error above".to_owned()
+}
+
 fn serve(run: Run) -> anyhow::Result<()> {
     let profile: &[&str] = if run.debug { &[] } else { &["--release"] };
     run_checked(
         cargo()
-            .args([
-                "build",
-                "--locked",
-                "--bin",
-                "audit-migrate",
-                "--bin",
-                "audit-server",
-            ])
+            .args(["build", "--locked"])
+            .args(BINARIES.iter().flat_map(|(_, name)| ["--bin", name]))
             .args(profile),
     )?;
     let binaries =
         workspace_root()
             .join("target")
             .join(if run.debug { "debug" } else { "release" });
+    eprintln!(
+        "built {} in {}",
+        BINARIES.map(|(_, name)| name).join(", "),
+        binaries.display()
+    );
     let config_arguments: Vec<std::ffi::OsString> = match &run.config {
         Some(path) => vec!["--config".into(), path.into()],
         None => Vec::new(),
     };
     let mut migrate = std::process::Command::new(binaries.join("audit-migrate"));
     migrate.args(&config_arguments);
-    if run_checked(&mut migrate).is_err() {
-        anyhow::bail!(
-            "audit-migrate could not prepare the database (message above).\n\
-             No PostgreSQL answered at the configured DSN (postgres.dsn in config.toml, or \
-             APP_POSTGRES__DSN). Start one, e.g. on Debian:\n  \
-             apt-get install postgresql && pg_ctlcluster --skip-systemctl-redirect \
-             $(ls /etc/postgresql) main start\n\
-             or point APP_POSTGRES__DSN at a server you have."
-        );
+    eprintln!("$ {}", command::render(&migrate));
+    let output = migrate
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .context("failed to run audit-migrate")?;
+    std::io::Write::write_all(&mut std::io::stdout(), &output.stdout)?;
+    let error = String::from_utf8_lossy(&output.stderr);
+    eprint!("{error}");
+    if !output.status.success() {
+        anyhow::bail!(migrate_failure(&error));
     }
     let mut server = std::process::Command::new(binaries.join("audit-server"));
     server.args(&config_arguments);
     run_checked(&mut server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_that_does_not_answer_gets_the_hint_to_start_one() {
+        let no_answer = "Error: failed to prepare the database\n\
+            Caused by:\n    0: failed to connect to PostgreSQL at postgres://x@h:5999/db";
+        let refused = "Error: failed to prepare the database\n\
+            Caused by:\n    0: PostgreSQL at postgres://x@h/db refused the connection\n\
+            2: FATAL: role \"nosuchrole\" does not exist";
+        let missing_file = "Error: failed to load the configuration\n\
+            Caused by:\n    the config file /nope.toml does not exist";
+
+        assert!(migrate_failure(no_answer).contains("pg_ctlcluster"));
+        for other in [refused, missing_file] {
+            assert!(!migrate_failure(other).contains("pg_ctlcluster"), "{other}");
+        }
+    }
 }

@@ -13,8 +13,17 @@ use crate::migrations::{self, AppliedMigration};
 pub enum DatabaseError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Nothing answered: no server, a wrong host or port, a timeout.
     #[error("failed to connect to PostgreSQL at {dsn}")]
     Connect {
+        dsn: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A server answered and refused: an unknown role, a wrong password, a missing
+    /// database, `pg_hba.conf`.
+    #[error("PostgreSQL at {dsn} refused the connection")]
+    Refused {
         dsn: String,
         #[source]
         source: tokio_postgres::Error,
@@ -78,14 +87,14 @@ async fn connect_with(
     config: &tokio_postgres::Config,
     settings: &PostgresSettings,
 ) -> Result<Client, DatabaseError> {
-    let (client, connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|source| DatabaseError::Connect {
-                dsn: settings.redacted_dsn(),
-                source,
-            })?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|source| {
+        let dsn = settings.redacted_dsn();
+        if source.as_db_error().is_some() {
+            DatabaseError::Refused { dsn, source }
+        } else {
+            DatabaseError::Connect { dsn, source }
+        }
+    })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "database connection closed");
