@@ -196,8 +196,8 @@ pub fn random_seed() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use audit_core::batch::{BatchLimits, parse_events};
     use audit_core::config::ApiSettings;
-    use audit_server::wire::incoming::{BatchLimits, parse_events};
     use proptest::prelude::*;
 
     use super::*;

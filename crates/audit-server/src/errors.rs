@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use audit_core::batch::BatchError;
 use audit_core::storage_error::{StorageError, cause_chain};
 use serde::Serialize;
 
@@ -118,6 +119,46 @@ impl ApiError {
     }
 }
 
+impl From<BatchError> for ApiError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::MalformedJson {
+                line,
+                column,
+                message,
+            } => Self::MalformedJson(Detail {
+                line: Some(line),
+                column: Some(column),
+                problem: message,
+                ..Detail::default()
+            }),
+            BatchError::NotAnArray => Self::Validation(vec![Detail {
+                problem: error.to_string(),
+                ..Detail::default()
+            }]),
+            BatchError::Invalid(problems) => Self::Validation(
+                problems
+                    .into_iter()
+                    .map(|problem| Detail {
+                        index: Some(problem.index),
+                        field: problem.field,
+                        problem: problem.problem,
+                        ..Detail::default()
+                    })
+                    .collect(),
+            ),
+            BatchError::TooManyEvents { limit } => Self::TooManyEvents { limit },
+            BatchError::EventTooLarge { index, limit } => Self::EventTooLarge(Detail {
+                index: Some(index),
+                problem: format!(
+                    "the event's timestamp, names and payload take more than {limit} bytes"
+                ),
+                ..Detail::default()
+            }),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
@@ -209,6 +250,26 @@ mod tests {
             json["details"],
             serde_json::json!([{"index": 3, "field": "event_ts", "problem": "expected a string"}])
         );
+    }
+
+    #[test]
+    fn every_refused_batch_is_a_client_error() {
+        let refusals = [
+            BatchError::MalformedJson {
+                line: 1,
+                column: 2,
+                message: "x".to_owned(),
+            },
+            BatchError::NotAnArray,
+            BatchError::Invalid(Vec::new()),
+            BatchError::TooManyEvents { limit: 1 },
+            BatchError::EventTooLarge { index: 0, limit: 1 },
+        ];
+
+        for refusal in refusals {
+            let status = ApiError::from(refusal.clone()).status_code();
+            assert!(status.is_client_error(), "{refusal:?} answers {status}");
+        }
     }
 
     #[actix_web::test]

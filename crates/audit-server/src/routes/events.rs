@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use audit_core::batch::{BatchLimits, parse_batch};
 use audit_core::copy::EncodedRows;
 use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome, KeyedWrite};
 use audit_core::storage_error::call_deadline;
@@ -19,7 +20,6 @@ use crate::metrics::{
 use crate::routes::EVENTS_PATH;
 use crate::slow_readers::DeadlineBody;
 use crate::state::{AppState, Runtime};
-use crate::wire::incoming::{BatchLimits, parse_batch};
 use crate::wire::outgoing::{PageBody, PageWriter};
 use crate::wire::page_query::parse_page_query;
 

@@ -1,6 +1,4 @@
 //! The JSON shapes of the HTTP API, converted explicitly to and from domain types.
 
-pub mod encoded_batch;
-pub mod incoming;
 pub mod outgoing;
 pub mod page_query;

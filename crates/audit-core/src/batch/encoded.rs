@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use audit_core::copy::{CopyEncoder, EncodedRows};
-use audit_core::event::EventRef;
-
-use crate::wire::incoming::EventSink;
+use crate::batch::EventSink;
+use crate::copy::{CopyEncoder, EncodedRows};
+use crate::event::EventRef;
 
 /// Beyond this many distinct applications in one batch, names are found through a
 /// hash map instead of a scan of the list.
