@@ -109,7 +109,10 @@ async fn read_within_budget(
     } else {
         Some(budget.reserve(reserved, limits.budget_wait).await?)
     };
-    let mut body = BytesMut::with_capacity(reserved);
+    // The buffer is made at the declared size at once: its pages take memory only as
+    // the bytes arrive (which the budget counts), and growing it step by step would
+    // copy the body over and over, with two copies alive at each step.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(reserved).min(limits.max_bytes));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::BodyUnreadable(error.to_string()))?;
         let length = body.len() + chunk.len();
