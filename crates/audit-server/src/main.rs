@@ -8,13 +8,6 @@ use audit_core::config::ConfigSource;
 use audit_server::startup::Application;
 use audit_server::telemetry;
 
-/// jemalloc rather than glibc's malloc: its background threads give freed memory back
-/// to the system after a decay time, so RSS returns after a burst of large pages (60 s
-/// after one: 14 MiB against glibc's 42-49 MiB, from 9-10 MiB before), at the same
-/// ingest rate within this machine's noise (BENCHMARKS.md, "Allocator").
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Serve the audit event collector's HTTP API.
 #[derive(FromArgs)]
 struct Arguments {
