@@ -25,6 +25,7 @@ const RESTART_KEYS: &[&str] = &[
     "http.keep_alive_seconds",
     "http.max_connections_per_worker",
     "http.max_inflight_body_bytes",
+    "http.backlog",
 ];
 const SECRET_KEYS: &[&str] = &["postgres.dsn"];
 
@@ -81,7 +82,7 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
     let current = state.runtime();
     // The body budget is sized at start-up; a larger body could never get its share
     // and would answer 503 until a restart.
-    let budget = current.settings.http.max_inflight_body_bytes;
+    let budget = state.started_settings.http.max_inflight_body_bytes;
     if settings.api.max_body_bytes > budget {
         return Err(ReloadError::Invalid(format!(
             "api.max_body_bytes ({}) is larger than the request body memory in force \
@@ -89,7 +90,7 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
             settings.api.max_body_bytes
         )));
     }
-    let summary = summarize(&current.settings, &settings);
+    let summary = summarize(&state.started_settings, &current.settings, &settings);
     let storage_unchanged = settings.postgres == current.settings.postgres
         && settings.ingest == current.settings.ingest;
     let runtime = if storage_unchanged {
@@ -117,8 +118,17 @@ async fn start_checked(settings: Settings) -> Result<Runtime, ReloadError> {
     Ok(runtime)
 }
 
-fn summarize(old: &Settings, new: &Settings) -> ReloadSummary {
-    let old_values = flatten(old);
+/// What the new settings change against what runs: the settings in force for keys a
+/// reload applies, the start-up settings for keys that need a restart (a reload only
+/// records those, so restoring one to the value the process runs with changes nothing).
+fn summarize(started: &Settings, old: &Settings, new: &Settings) -> ReloadSummary {
+    let mut old_values = flatten(old);
+    let started_values = flatten(started);
+    for key in RESTART_KEYS {
+        if let Some(running) = started_values.get(*key) {
+            old_values.insert((*key).to_owned(), running.clone());
+        }
+    }
     let new_values = flatten(new);
     let mut changed = BTreeMap::new();
     for (key, new_value) in new_values {
@@ -188,7 +198,7 @@ mod tests {
         new.port = 9999;
         new.postgres.dsn = "postgres://u:secret@other:5432/audit".to_owned();
 
-        let summary = summarize(&old, &new);
+        let summary = summarize(&old, &old, &new);
 
         assert_eq!(
             summary.changed.keys().collect::<Vec<_>>(),
@@ -198,5 +208,20 @@ mod tests {
         assert_eq!(summary.restart_required, ["port"]);
         let text = serde_json::to_string(&summary).unwrap();
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_restart_key_restored_to_the_running_value_is_no_change() {
+        let started = Settings::default();
+        let mut reloaded_once = Settings::default();
+        reloaded_once.port = 9999;
+        let restored = Settings::default();
+
+        let summary = summarize(&started, &reloaded_once, &restored);
+
+        assert!(summary.changed.is_empty(), "{:?}", summary.changed);
+        assert!(summary.restart_required.is_empty());
+        let again = summarize(&started, &reloaded_once, &reloaded_once);
+        assert_eq!(again.restart_required, ["port"]);
     }
 }

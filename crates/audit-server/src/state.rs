@@ -72,6 +72,8 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The rate limit of client error log lines.
     pub client_error_lines: ClientErrorLines,
+    /// The settings the process started with: what runs for keys that need a restart.
+    pub started_settings: Settings,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
     ) -> Self {
         Self {
             body_budget: BodyBudget::new(runtime.settings.http.max_inflight_body_bytes),
+            started_settings: runtime.settings.clone(),
             current: ArcSwap::from_pointee(runtime),
             config_source,
             log_control,
