@@ -178,3 +178,22 @@ async fn every_response_carries_a_request_id() {
     assert!(not_found.headers().contains_key("x-request-id"));
     assert_ne!(not_found.headers()["x-request-id"].to_str().unwrap(), id);
 }
+
+#[tokio::test]
+async fn counters_with_known_labels_are_exported_at_zero_before_anything_happens() {
+    let app = spawn_app().await;
+
+    let metrics = app.metrics_text().await;
+
+    for series in [
+        r#"config_reloads_total{result="success"} 0"#,
+        r#"config_reloads_total{result="failure"} 0"#,
+        r#"injected_failures_total{path_template="/api/event"} 0"#,
+        r#"http_exceptions_total{method="POST",path_template="/api/event",exception_type="database_unavailable"} 0"#,
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+}

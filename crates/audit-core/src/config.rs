@@ -174,7 +174,9 @@ pub struct ConfigSource {
 pub enum ConfigError {
     #[error("the config file {0} does not exist")]
     MissingFile(PathBuf),
-    #[error("failed to read the configuration: {0}")]
+    /// The cause (a parse error, a value of the wrong type) is the source, not part of
+    /// this message, so a cause chain says it once.
+    #[error("failed to read the configuration")]
     Unreadable(#[from] config::ConfigError),
     #[error("invalid value for `{key}`: {problem}")]
     InvalidValue { key: &'static str, problem: String },
@@ -574,6 +576,16 @@ mod tests {
             let (source, _file) = source(toml, &[]);
             assert!(source.load().is_err(), "{toml:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_once_in_the_cause_chain() {
+        let (source, _file) = source("[failure]\nchance = \"x\"\n", &[]);
+
+        let error = source.load().unwrap_err();
+
+        let chain = crate::storage_error::cause_chain(&error);
+        assert_eq!(chain.matches("failure.chance").count(), 1, "{chain}");
     }
 
     #[test]

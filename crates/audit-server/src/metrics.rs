@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
 use actix_web::http::Method;
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::routes::EVENTS_PATH;
 
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 pub const HTTP_RESPONSES_TOTAL: &str = "http_responses_total";
@@ -54,9 +56,41 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
     // A second caller racing us loses here and uses the winner's handle.
     if metrics::set_global_recorder(recorder).is_ok() {
         describe_metrics();
+        start_known_counters_at_zero();
         let _ = PROMETHEUS.set(handle.clone());
     }
     Ok(PROMETHEUS.get().cloned().unwrap_or(handle))
+}
+
+/// Server error codes the event routes can answer, counted in `http_exceptions_total`.
+const EXPECTED_SERVER_ERRORS: [&str; 6] = [
+    "injected_failure",
+    "database_unavailable",
+    "outcome_unknown",
+    "overloaded",
+    "internal_error",
+    "corrupt_row",
+];
+
+/// Counters whose label values are known exist from the start, at 0, as Prometheus'
+/// naming practice asks: a `rate()` or a dashboard panel over a counter that appears
+/// only at its first increment shows nothing until then, and misses that increment.
+fn start_known_counters_at_zero() {
+    for result in ["success", "failure"] {
+        counter!(CONFIG_RELOADS_TOTAL, "result" => result).absolute(0);
+    }
+    counter!(INJECTED_FAILURES_TOTAL, "path_template" => EVENTS_PATH).absolute(0);
+    for method in ["GET", "POST"] {
+        for code in EXPECTED_SERVER_ERRORS {
+            counter!(
+                HTTP_EXCEPTIONS_TOTAL,
+                "method" => method,
+                "path_template" => EVENTS_PATH,
+                "exception_type" => code
+            )
+            .absolute(0);
+        }
+    }
 }
 
 fn describe_metrics() {

@@ -1,5 +1,7 @@
 //! Logging set-up, with a handle that lets a reload change the level in place.
 
+use std::io::IsTerminal;
+
 use audit_core::config::{LogFormat, LogSettings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -42,7 +44,11 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, InvalidLogLevel> {
 pub fn init(settings: &LogSettings) -> anyhow::Result<LogControl> {
     let (filter, handle) = reload::Layer::new(parse_filter(&settings.level)?);
     let (text, json) = match settings.format {
-        LogFormat::Text => (Some(fmt::layer()), None),
+        // Colour codes only on a terminal: in a file or a journal they are noise.
+        LogFormat::Text => (
+            Some(fmt::layer().with_ansi(std::io::stdout().is_terminal())),
+            None,
+        ),
         LogFormat::Json => (None, Some(fmt::layer().json().flatten_event(true))),
     };
     tracing_subscriber::registry()
