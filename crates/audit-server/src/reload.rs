@@ -213,8 +213,10 @@ mod tests {
     #[test]
     fn a_restart_key_restored_to_the_running_value_is_no_change() {
         let started = Settings::default();
-        let mut reloaded_once = Settings::default();
-        reloaded_once.port = 9999;
+        let reloaded_once = Settings {
+            port: 9999,
+            ..Settings::default()
+        };
         let restored = Settings::default();
 
         let summary = summarize(&started, &reloaded_once, &restored);
