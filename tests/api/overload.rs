@@ -12,7 +12,7 @@ async fn a_blocked_write_path_sheds_load_with_503_and_recovers() {
         spawn_app_with(|settings| {
             settings.ingest.writers = 1;
             settings.ingest.queue_capacity = 2;
-            settings.postgres.acquire_timeout_ms = 300;
+            settings.ingest.enqueue_timeout_ms = 300;
         })
         .await,
     );

@@ -101,7 +101,7 @@ async fn bodies_beyond_the_memory_budget_wait_then_get_503() {
     let app = spawn_app_with(|settings| {
         settings.api.max_body_bytes = 40 * 1024;
         settings.http.max_inflight_body_bytes = 64 * 1024;
-        settings.postgres.acquire_timeout_ms = 300;
+        settings.http.body_memory_wait_ms = 300;
         settings.http.body_timeout_ms = 10_000;
     })
     .await;
@@ -173,7 +173,7 @@ async fn a_flood_of_maximum_size_bodies_keeps_memory_bounded() {
     let mut settings = test_settings(&database);
     settings.api.max_body_bytes = 16 * 1024 * 1024;
     settings.http.max_inflight_body_bytes = 32 * 1024 * 1024;
-    settings.postgres.acquire_timeout_ms = 500;
+    settings.http.body_memory_wait_ms = 500;
     let mut config = tempfile::NamedTempFile::new().unwrap();
     write_config(&mut config, &settings);
     let server = ServerProcess::start(config.path()).await;

@@ -51,8 +51,10 @@ pub struct HttpSettings {
     /// Connections each worker accepts at once; more wait in the listen backlog.
     pub max_connections_per_worker: usize,
     /// Request body bytes held in memory at once over all requests; a request that
-    /// cannot get its share within `postgres.acquire_timeout_ms` gets 503.
+    /// cannot get its share within `body_memory_wait_ms` gets 503.
     pub max_inflight_body_bytes: usize,
+    /// How long a request waits for its share of the body memory before 503.
+    pub body_memory_wait_ms: u64,
     /// Time a response may take to reach a client that reads slowly or not at all;
     /// then the connection is closed and the response's memory freed.
     pub response_timeout_ms: u64,
@@ -70,7 +72,8 @@ pub struct PostgresSettings {
     pub pool_size: usize,
     /// How long opening a connection may take before the request fails with 503.
     pub connect_timeout_ms: u64,
-    /// How long a request may wait for a free connection before it fails with 503.
+    /// How long a request may wait for a free pooled connection before it fails with
+    /// 503. (The write queue and the body memory have waits of their own.)
     pub acquire_timeout_ms: u64,
     /// PostgreSQL's `statement_timeout` on every connection: no read or write (lock
     /// waits included) takes longer; past it the request gets 503.
@@ -134,8 +137,10 @@ pub struct IngestSettings {
     /// Writer tasks, each committing one group of queued batches at a time.
     pub writers: usize,
     /// Batches that may wait for a writer; when full, POSTs wait up to
-    /// `postgres.acquire_timeout_ms`, then fail with 503.
+    /// `enqueue_timeout_ms`, then fail with 503.
     pub queue_capacity: usize,
+    /// How long a POST waits for room in a full write queue before 503.
+    pub enqueue_timeout_ms: u64,
     /// Most events one group commit takes (a single larger batch still goes whole).
     pub max_group_events: usize,
     /// Events that must be waiting before a writer starts a COPY beside a group still
@@ -208,6 +213,7 @@ impl Default for HttpSettings {
             keep_alive_seconds: 5,
             max_connections_per_worker: 4_096,
             max_inflight_body_bytes: 64 * 1024 * 1024,
+            body_memory_wait_ms: 2_000,
             response_timeout_ms: 30_000,
             backlog: 2048,
         }
@@ -225,6 +231,10 @@ impl HttpSettings {
 
     pub fn response_timeout(&self) -> Duration {
         Duration::from_millis(self.response_timeout_ms)
+    }
+
+    pub fn body_memory_wait(&self) -> Duration {
+        Duration::from_millis(self.body_memory_wait_ms)
     }
 }
 
@@ -274,9 +284,16 @@ impl Default for IngestSettings {
         Self {
             writers: 2,
             queue_capacity: 1024,
+            enqueue_timeout_ms: 2_000,
             max_group_events: 20_000,
             parallel_group_events: 256,
         }
+    }
+}
+
+impl IngestSettings {
+    pub fn enqueue_timeout(&self) -> Duration {
+        Duration::from_millis(self.enqueue_timeout_ms)
     }
 }
 

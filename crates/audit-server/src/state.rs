@@ -38,7 +38,7 @@ impl Runtime {
             ..settings.postgres.clone()
         })?;
         let limits = WriterLimits {
-            enqueue_timeout: settings.postgres.acquire_timeout(),
+            enqueue_timeout: settings.ingest.enqueue_timeout(),
             statement_timeout: settings.postgres.statement_timeout(),
         };
         let writer = EventWriter::start(writer_pool, &settings.ingest, limits);

@@ -40,7 +40,7 @@ pub async fn post_events(
     let limits = BodyLimits {
         max_bytes: runtime.settings.api.max_body_bytes,
         timeout: runtime.settings.http.body_timeout(),
-        budget_wait: runtime.settings.postgres.acquire_timeout(),
+        budget_wait: runtime.settings.http.body_memory_wait(),
     };
     // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
