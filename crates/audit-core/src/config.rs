@@ -574,6 +574,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_holds_the_defaults_and_no_unknown_key() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
+        let source = ConfigSource {
+            file: Some(path),
+            file_required: true,
+            environment: Some(HashMap::new()),
+        };
+
+        let (settings, unknown) = source.load().unwrap();
+
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
     fn unknown_keys_are_reported() {
         let (source, _file) = source("[failure]\nchanse = 0.5\n", &[]);
         let (_, unknown) = source.load().unwrap();
