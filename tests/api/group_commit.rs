@@ -1,6 +1,6 @@
 //! How the group-commit writers share the queue: a small group waits for the group
 //! being written instead of starting a second COPY beside it, and a large backlog
-//! does start one.
+//! does start one; a batch the database refuses fails alone, not its whole group.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,4 +73,36 @@ async fn small_groups_wait_for_the_group_in_flight_and_a_large_backlog_does_not(
         assert_eq!(request.await.unwrap(), 201);
     }
     assert_eq!(app.database.count_events().await, 66);
+}
+
+#[tokio::test]
+async fn a_batch_a_constraint_refuses_fails_alone_and_the_rest_of_its_group_commits() {
+    let app = Arc::new(spawn_app_with(|settings| settings.ingest.writers = 1).await);
+    app.database
+        .client()
+        .await
+        .batch_execute(
+            "ALTER TABLE events ADD CONSTRAINT no_guilty CHECK (application_name <> 'guilty')",
+        )
+        .await
+        .unwrap();
+    // The one writer's COPY waits on the lock; the next two batches queue behind it
+    // and are taken together, as one group, once it commits.
+    let lock = app.database.lock_events_table().await;
+    let first = post_in_background(&app, batch(1));
+    wait_for_copies(&app, 1).await;
+    let innocent = post_in_background(&app, batch(3));
+    let guilty = post_in_background(&app, json!([event("guilty", json!(1))]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    lock.release().await;
+
+    assert_eq!(first.await.unwrap(), 201);
+    assert_eq!(
+        innocent.await.unwrap(),
+        201,
+        "refused with the guilty batch"
+    );
+    assert_eq!(guilty.await.unwrap(), 503);
+    assert_eq!(app.database.count_events().await, 4);
 }
