@@ -89,7 +89,7 @@ struct Run {
 }
 
 fn main() -> anyhow::Result<()> {
-    let arguments: Arguments = argh::from_env();
+    let arguments = arguments_from_env();
     std::env::set_current_dir(workspace_root()).context("failed to enter the workspace root")?;
     match arguments.task {
         Task::Ci(_) => ci(),
@@ -106,6 +106,30 @@ fn main() -> anyhow::Result<()> {
         }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
     }
+}
+
+/// The arguments, with `-h` read as `--help` as the project's binaries do (argh takes
+/// only the long form).
+fn arguments_from_env() -> Arguments {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|word| {
+            if word == "-h" {
+                "--help".to_owned()
+            } else {
+                word
+            }
+        })
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Arguments::from_args(&["cargo xtask"], &words).unwrap_or_else(|exit| {
+        if exit.status.is_ok() {
+            println!("{}", exit.output);
+            std::process::exit(0);
+        }
+        eprintln!("{}", exit.output);
+        std::process::exit(1);
+    })
 }
 
 fn ci() -> anyhow::Result<()> {
