@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use audit_core::config::PostgresSettings;
-use audit_core::copy::{CopyEncoder, copy_in};
+use audit_core::copy::{StreamEncoder, copy_in};
 use audit_core::database;
 use audit_core::repository::check_schema;
 use audit_core::storage_error::StorageError;
@@ -118,15 +118,14 @@ pub fn write_copy_file(mut options: BulkOptions, path: &PathBuf) -> anyhow::Resu
     let file = std::fs::File::create(path)
         .with_context(|| format!("failed to create {}", path.display()))?;
     let mut writer = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
-    let mut encoder = CopyEncoder::with_header();
+    let mut encoder = StreamEncoder::new();
     for _ in 0..options.count {
         encoder.push(options.factory.next_event().as_event_ref());
-        if encoder.len() >= CHUNK_BYTES {
-            writer.write_all(&encoder.take())?;
+        if encoder.pending_bytes() >= CHUNK_BYTES {
+            writer.write_all(&encoder.take_chunk())?;
         }
     }
-    encoder.finish();
-    writer.write_all(&encoder.take())?;
+    writer.write_all(&encoder.finish())?;
     writer.flush()?;
     Ok(options.count)
 }
@@ -135,22 +134,21 @@ fn produce(mut options: BulkOptions, sender: &mpsc::Sender<Message>, encoded: &A
     let mut remaining = options.count;
     while remaining > 0 {
         let rows = remaining.min(options.rows_per_copy.max(1));
-        let mut encoder = CopyEncoder::with_header();
+        let mut encoder = StreamEncoder::new();
         for _ in 0..rows {
             encoder.push(options.factory.next_event().as_event_ref());
             // A closed channel means the loader failed; it reports why.
-            if encoder.len() >= CHUNK_BYTES
+            if encoder.pending_bytes() >= CHUNK_BYTES
                 && sender
-                    .blocking_send(Message::Chunk(encoder.take()))
+                    .blocking_send(Message::Chunk(encoder.take_chunk()))
                     .is_err()
             {
                 return;
             }
             encoded.fetch_add(1, Ordering::Relaxed);
         }
-        encoder.finish();
         if sender
-            .blocking_send(Message::Chunk(encoder.take()))
+            .blocking_send(Message::Chunk(encoder.finish()))
             .is_err()
             || sender.blocking_send(Message::EndOfCopy).is_err()
         {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::batch::EventSink;
-use crate::copy::{CopyEncoder, EncodedRows};
+use crate::copy::{EncodedRows, RowEncoder};
 use crate::event::EventRef;
 
 /// Beyond this many distinct applications in one batch, names are found through a
@@ -13,7 +13,7 @@ const SCAN_LIMIT: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct EncodedBatch {
-    encoder: CopyEncoder,
+    encoder: RowEncoder,
     applications: ApplicationCounts,
 }
 
@@ -22,7 +22,7 @@ impl EncodedBatch {
     /// (no field names, quotes or text timestamp), so the buffer seldom grows.
     pub fn for_body(body_length: usize) -> Self {
         Self {
-            encoder: CopyEncoder::with_capacity(body_length),
+            encoder: RowEncoder::with_capacity(body_length),
             applications: ApplicationCounts::default(),
         }
     }

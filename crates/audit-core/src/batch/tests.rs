@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::copy::CopyEncoder;
+use crate::copy::RowEncoder;
 
 fn limits(max_events: usize) -> BatchLimits {
     BatchLimits {
@@ -78,7 +78,10 @@ fn rows_for_the_writer_encode_exactly_the_parsed_events() {
 
     assert_eq!(events[0].application_name.as_str(), "caf\u{e9}");
     assert_eq!(rows.count, 3);
-    assert_eq!(rows.bytes, CopyEncoder::for_events(&events).take());
+    assert_eq!(
+        rows.bytes,
+        RowEncoder::for_events(&events).into_rows().bytes
+    );
     assert_eq!(
         per_application,
         vec![("caf\u{e9}".to_owned(), 2), ("b".to_owned(), 1)]

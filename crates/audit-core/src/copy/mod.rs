@@ -1,0 +1,16 @@
+//! PostgreSQL's binary COPY format for the events table (`encode`), and streaming it
+//! in (`copy_in`).
+//!
+//! Encoding rows ourselves (rather than through a generic row writer) lets the bulk
+//! loader write exactly the bytes a raw `COPY ... FROM file` would read, so the two can
+//! be compared on the same rows.
+
+mod copy_in;
+mod encode;
+
+pub use crate::copy::copy_in::{copy_in, copy_in_prepared, copy_in_transaction};
+pub use crate::copy::encode::{EncodedRows, RowEncoder, StreamEncoder, framed_rows};
+
+/// The COPY statement that reads what the encoders write.
+pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload) \
+     FROM STDIN (FORMAT binary)";
