@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
 
-use crate::copy::{EncodedRows, copy_in_transaction, framed_rows};
+use crate::copy::{CopyTarget, EncodedRows, copy_in, framed_rows};
 use crate::storage_error::{StorageError, bounded, classify, classify_at_commit, connection_from};
 
 /// Longest key accepted, in bytes.
@@ -130,7 +130,11 @@ async fn write_keyed_on(
         0
     } else {
         let stream = framed_rows([rows.bytes.clone()]);
-        copy_in_transaction(&transaction, futures_util::stream::iter(stream)).await?
+        copy_in(
+            CopyTarget::InTransaction(&transaction),
+            futures_util::stream::iter(stream),
+        )
+        .await?
     };
     transaction.commit().await.map_err(classify_at_commit)?;
     Ok(KeyedOutcome::Stored(stored))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use audit_core::config::PostgresSettings;
-use audit_core::copy::{StreamEncoder, copy_in};
+use audit_core::copy::{COPY_EVENTS, CopyTarget, StreamEncoder, copy_in};
 use audit_core::database;
 use audit_core::repository::check_schema;
 use audit_core::storage_error::StorageError;
@@ -68,6 +68,10 @@ pub async fn load(
     };
 
     let reporter = tokio::spawn(report_progress(Arc::clone(&encoded), total));
+    let statement = client
+        .prepare(COPY_EVENTS)
+        .await
+        .context("failed to prepare the COPY")?;
     let mut rows = 0;
     loop {
         let Some(first) = receiver.recv().await else {
@@ -86,7 +90,11 @@ pub async fn load(
                 }
             },
         );
-        rows += copy_in(&client, chunks).await.context("COPY failed")?;
+        let target = CopyTarget::Alone {
+            client: &client,
+            statement: &statement,
+        };
+        rows += copy_in(target, chunks).await.context("COPY failed")?;
     }
     reporter.abort();
     producer

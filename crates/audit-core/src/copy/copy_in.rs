@@ -17,38 +17,36 @@ enum Ending {
     InTransaction,
 }
 
+/// Where a COPY runs.
+#[derive(Clone, Copy)]
+pub enum CopyTarget<'a> {
+    /// On a connection, as a statement of its own that commits when the COPY ends.
+    /// The caller prepares [`COPY_EVENTS`] once per connection, which saves a parse
+    /// round trip when many small COPYs run back to back.
+    Alone {
+        client: &'a Client,
+        statement: &'a Statement,
+    },
+    /// Inside a transaction the caller commits.
+    InTransaction(&'a Transaction<'a>),
+}
+
 /// Runs one COPY that reads the given chunks of an encoded stream (header first,
-/// trailer last) and returns the number of rows PostgreSQL wrote. The COPY is one
-/// statement and its own transaction: if it fails before its end was sent, or is
-/// dropped before then, nothing is stored.
+/// trailer last) and returns the number of rows PostgreSQL wrote. If it fails before
+/// its end was sent, or is dropped before then, nothing is stored.
 pub async fn copy_in(
-    client: &Client,
+    target: CopyTarget<'_>,
     chunks: impl Stream<Item = Bytes>,
 ) -> Result<u64, StorageError> {
-    send(client.copy_in(COPY_EVENTS).await, chunks, Ending::Commits).await
-}
-
-/// [`copy_in`] with a statement the caller prepared once (see [`COPY_EVENTS`]): saves
-/// the parse round trip, which matters when many small COPYs run back to back.
-pub async fn copy_in_prepared(
-    client: &Client,
-    statement: &Statement,
-    chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, StorageError> {
-    send(client.copy_in(statement).await, chunks, Ending::Commits).await
-}
-
-/// [`copy_in`] inside a transaction the caller commits.
-pub async fn copy_in_transaction(
-    transaction: &Transaction<'_>,
-    chunks: impl Stream<Item = Bytes>,
-) -> Result<u64, StorageError> {
-    send(
-        transaction.copy_in(COPY_EVENTS).await,
-        chunks,
-        Ending::InTransaction,
-    )
-    .await
+    match target {
+        CopyTarget::Alone { client, statement } => {
+            send(client.copy_in(statement).await, chunks, Ending::Commits).await
+        }
+        CopyTarget::InTransaction(transaction) => {
+            let started = transaction.copy_in(COPY_EVENTS).await;
+            send(started, chunks, Ending::InTransaction).await
+        }
+    }
 }
 
 /// Streams the chunks into a COPY that was just started (`started`: the driver's

@@ -8,7 +8,7 @@
 mod copy_in;
 mod encode;
 
-pub use crate::copy::copy_in::{copy_in, copy_in_prepared, copy_in_transaction};
+pub use crate::copy::copy_in::{CopyTarget, copy_in};
 pub use crate::copy::encode::{EncodedRows, RowEncoder, StreamEncoder, framed_rows};
 
 /// The COPY statement that reads what the encoders write.

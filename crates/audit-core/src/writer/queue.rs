@@ -14,7 +14,7 @@ use bytes::Bytes;
 use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-use crate::copy::{COPY_EVENTS, copy_in_prepared, framed_rows};
+use crate::copy::{COPY_EVENTS, CopyTarget, copy_in, framed_rows};
 use crate::storage_error::{StorageError, bounded, classify, connection_from};
 use crate::writer::health::WriterHealth;
 
@@ -251,7 +251,11 @@ async fn write_group(
     bounded(client, deadline, timed_out, async |client| {
         // Prepared once per pooled connection, not once per group.
         let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
-        copy_in_prepared(client, &statement, futures_util::stream::iter(chunks)).await
+        let target = CopyTarget::Alone {
+            client,
+            statement: &statement,
+        };
+        copy_in(target, futures_util::stream::iter(chunks)).await
     })
     .await
 }
