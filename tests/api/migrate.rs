@@ -48,3 +48,29 @@ async fn migrate_with_a_missing_config_file_fails_plainly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+#[tokio::test]
+async fn migrate_reads_only_the_database_settings_of_a_shared_config_file() {
+    let database = TestDatabase::reserve();
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "[postgres]\ndsn = \"{}\"\n[failure]\nchance = \"not a number\"\n[api]\nmax_page_size = 0\n",
+            database.settings.dsn
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+
+    let output = Command::new(workspace_binary("audit-migrate"))
+        .arg("--config")
+        .arg(config.path())
+        .env_clear()
+        .output()
+        .unwrap();
+
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(database.count_events().await, 0);
+}

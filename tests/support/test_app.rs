@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use actix_web::web;
-use audit_core::config::{ConfigSource, Settings};
+use audit_core::config::ConfigSource;
+use audit_server::settings::Settings;
 use audit_server::startup::Application;
 use audit_server::state::AppState;
 use audit_server::telemetry::LogControl;
@@ -67,12 +68,8 @@ pub async fn spawn_app_on(
     let mut config_file = tempfile::NamedTempFile::new().unwrap();
     write_config(&mut config_file, &settings);
     // An empty environment keeps the developer's APP_* variables out of the tests.
-    let source = ConfigSource {
-        file: Some(config_file.path().to_owned()),
-        file_required: true,
-        environment: Some(HashMap::new()),
-    };
-    let (loaded, _) = source.load().unwrap();
+    let source = ConfigSource::for_file(config_file.path().to_owned(), HashMap::new());
+    let (loaded, _) = source.load::<Settings>().unwrap();
     let application = Application::build(loaded, source, LogControl::default()).unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
     let state = application.state();

@@ -197,7 +197,6 @@ pub fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use audit_core::batch::{BatchLimits, parse_events};
-    use audit_core::config::ApiSettings;
     use proptest::prelude::*;
 
     use super::*;
@@ -295,7 +294,7 @@ mod tests {
             let batch = factory(seed, style).batch(20);
             let body = serde_json::to_vec(&batch).unwrap();
 
-            let limits = BatchLimits::from_settings(&ApiSettings::default());
+            let limits = BatchLimits::DEFAULT;
             let parsed = parse_events(&body, limits).map_err(|error| error.to_string());
 
             prop_assert_eq!(parsed, Ok(batch));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use argh::FromArgs;
-use audit_core::config::ConfigSource;
+use audit_core::config::{ConfigSource, DatabaseSettings};
 use audit_core::timestamp::EventTimestamp;
 
 use crate::fake_events::{
@@ -229,7 +229,7 @@ async fn run_bulk(arguments: BulkArguments) -> anyhow::Result<()> {
     }
 
     let mut settings = ConfigSource::from_command_line(arguments.config)
-        .load()
+        .load::<DatabaseSettings>()
         .context("failed to load the configuration")?
         .0
         .postgres;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use argh::FromArgs;
-use audit_core::config::ConfigSource;
+use audit_core::config::{ConfigSource, DatabaseSettings};
 use audit_core::database;
 
 /// Create the audit database if it is missing and apply pending migrations.
@@ -20,15 +20,19 @@ struct Arguments {
 async fn main() -> anyhow::Result<()> {
     let arguments: Arguments = audit_core::cli::arguments_from_env();
     let source = ConfigSource::from_command_line(arguments.config);
-    let (settings, _) = source.load().context("failed to load the configuration")?;
-    let target = settings.postgres.redacted_dsn();
-    if database::create_database_if_missing(&settings.postgres)
+    // Only the database's settings: the server's sections of a shared file are none
+    // of its business, so neither their values nor their keys can stop a migration.
+    let (DatabaseSettings { postgres }, _) = source
+        .load::<DatabaseSettings>()
+        .context("failed to load the configuration")?;
+    let target = postgres.redacted_dsn();
+    if database::create_database_if_missing(&postgres)
         .await
         .with_context(|| format!("failed to prepare the database at {target}"))?
     {
         println!("created database {target}");
     }
-    let applied = database::migrate(&settings.postgres)
+    let applied = database::migrate(&postgres)
         .await
         .with_context(|| format!("failed to migrate {target}"))?;
     if applied.is_empty() {

@@ -9,6 +9,7 @@ pub mod middleware;
 pub mod reload;
 pub mod request_log;
 pub mod routes;
+pub mod settings;
 pub mod slow_readers;
 pub mod startup;
 pub mod state;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use argh::FromArgs;
 use audit_core::config::ConfigSource;
+use audit_server::settings::Settings;
 use audit_server::startup::Application;
 use audit_server::telemetry;
 
@@ -20,7 +21,9 @@ struct Arguments {
 async fn main() -> anyhow::Result<()> {
     let arguments: Arguments = audit_core::cli::arguments_from_env();
     let source = ConfigSource::from_command_line(arguments.config);
-    let (settings, unknown_keys) = source.load().context("failed to load the configuration")?;
+    let (settings, unknown_keys) = source
+        .load::<Settings>()
+        .context("failed to load the configuration")?;
     let log_control = telemetry::init(&settings.log)?;
     if !unknown_keys.is_empty() {
         tracing::warn!(?unknown_keys, "unknown configuration keys ignored");

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use audit_core::config::Settings;
 use audit_core::storage_error::cause_chain;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::metrics::CONFIG_RELOADS_TOTAL;
+use crate::settings::Settings;
 use crate::state::{AppState, Runtime};
 use crate::telemetry;
 
@@ -71,7 +71,7 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
     let _exclusive = state.reload_lock.lock().await;
     let (settings, unknown_keys) = state
         .config_source
-        .load()
+        .load::<Settings>()
         .map_err(|error| ReloadError::Invalid(cause_chain(&error)))?;
     if !unknown_keys.is_empty() {
         tracing::warn!(?unknown_keys, "unknown configuration keys ignored");

@@ -6,7 +6,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use audit_core::config::RequestLogging;
+
+use crate::settings::RequestLogging;
 
 /// Client error lines written per window at most; the rest are counted.
 const CLIENT_ERROR_LINES_PER_WINDOW: u32 = 5;

@@ -7,11 +7,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::web;
 use anyhow::Context;
-use audit_core::config::{ConfigSource, Settings};
+use audit_core::config::ConfigSource;
 use audit_core::idempotency;
 use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
+use crate::settings::Settings;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::{http_server, metrics, reload, routes};

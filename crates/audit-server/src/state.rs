@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use audit_core::config::{ConfigSource, PostgresSettings, Settings};
+use audit_core::config::{ConfigSource, PostgresSettings};
 use audit_core::database::{self, DatabaseError};
 use audit_core::repository::EventRepository;
 use audit_core::writer::{EventWriter, WriterLimits};
@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::body::BodyBudget;
 use crate::metrics::ApplicationLabels;
 use crate::request_log::ClientErrorLines;
+use crate::settings::Settings;
 use crate::telemetry::LogControl;
 
 /// The settings in force and the storage built from them. A reload swaps in a new

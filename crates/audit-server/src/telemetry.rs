@@ -2,10 +2,11 @@
 
 use std::io::IsTerminal;
 
-use audit_core::config::{LogFormat, LogSettings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
+
+use crate::settings::{LogFormat, LogSettings};
 
 /// Changes the active log filter; inert when logging was not set up (tests).
 #[derive(Clone, Debug, Default)]

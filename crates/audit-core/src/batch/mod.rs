@@ -18,7 +18,6 @@ use serde::de::DeserializeSeed;
 
 pub use crate::batch::encoded::EncodedBatch;
 use crate::batch::visitors::{BatchSeed, Stop};
-use crate::config::ApiSettings;
 use crate::event::{EventRef, NewEvent};
 
 /// At most this many problems are reported, so a bad 16 MiB body cannot produce an
@@ -47,12 +46,12 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
-    pub fn from_settings(settings: &ApiSettings) -> Self {
-        Self {
-            max_events: settings.max_batch_events,
-            max_event_bytes: settings.max_event_bytes,
-        }
-    }
+    /// The server's defaults: 10,000 events, and 1 MiB an event (the original's
+    /// whole-body limit).
+    pub const DEFAULT: Self = Self {
+        max_events: 10_000,
+        max_event_bytes: 1024 * 1024,
+    };
 }
 
 /// One thing wrong with one event of a batch.

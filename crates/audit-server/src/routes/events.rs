@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use audit_core::batch::{BatchLimits, parse_batch};
+use audit_core::batch::parse_batch;
 use audit_core::copy::EncodedRows;
 use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome, KeyedWrite};
 use audit_core::storage_error::call_deadline;
@@ -44,7 +44,7 @@ pub async fn post_events(
     };
     // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
-    let batch = parse_batch(&body, BatchLimits::from_settings(&runtime.settings.api))?;
+    let batch = parse_batch(&body, runtime.settings.api.batch_limits())?;
     let request_hash = key.as_ref().map(|_| Sha256::digest(&body));
     drop(body);
     let (rows, per_application) = batch.into_parts();

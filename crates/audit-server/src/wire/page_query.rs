@@ -2,9 +2,8 @@
 
 use std::collections::HashSet;
 
-use audit_core::config::ApiSettings;
-
 use crate::errors::{ApiError, Detail};
+use crate::settings::ApiSettings;
 
 const PAGE_SIZE: &str = "page_size";
 const PAGE_TOKEN: &str = "page_token";
