@@ -26,3 +26,4 @@ mod prometheus;
 mod reload;
 mod slow_clients;
 mod stalled_database;
+mod tidy;

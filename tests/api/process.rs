@@ -197,6 +197,10 @@ async fn json_logs_have_one_line_per_request_with_its_id() {
     assert_eq!(line["method"], "GET");
     assert_eq!(line["status"], 200);
     assert!(line["duration_ms"].is_f64(), "{line}");
+    // Rounded to microseconds: no float noise like 0.45691200000000004.
+    let duration = line["duration_ms"].to_string();
+    let decimals = duration.split('.').nth(1).map_or(0, str::len);
+    assert!(decimals <= 3, "{duration}");
     assert_eq!(line["span"]["request_id"], "trace-me-42", "{line}");
 }
 
@@ -261,5 +265,22 @@ async fn a_flood_of_bad_requests_writes_a_few_log_lines_and_no_error() {
         errors.is_empty(),
         "client mistakes logged as errors: {:?}",
         errors.first()
+    );
+}
+
+#[tokio::test]
+async fn text_logs_written_to_a_file_carry_no_colour_codes() {
+    let database = TestDatabase::create_migrated().await;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write_config(&mut config, &test_settings(&database));
+
+    let server =
+        ServerProcess::start_with_environment(config.path(), &[("APP_LOG__LEVEL", "info")]).await;
+
+    let log = server.log_text();
+    assert!(log.contains("listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file: {log:?}"
     );
 }

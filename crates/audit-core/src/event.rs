@@ -137,7 +137,10 @@ pub enum NameError {
 pub enum PayloadError {
     #[error("is not valid JSON: {0}")]
     InvalidJson(String),
-    #[error("contains the escape \\u0000, which PostgreSQL cannot store")]
+    #[error(
+        "contains the escape \\u0000, which PostgreSQL's jsonb (and so every payload \
+         query) refuses"
+    )]
     ContainsNul,
     #[error("nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels")]
     TooDeep,
