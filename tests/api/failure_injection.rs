@@ -71,3 +71,24 @@ async fn at_chance_one_tenth_about_one_request_in_ten_fails() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn at_chance_1_a_malformed_request_is_still_refused_with_422_as_the_original_does() {
+    let app = spawn_app_with(|settings| settings.failure.chance = 1.0).await;
+
+    for _ in 0..50 {
+        let malformed_body = app.post_raw("[{\"event_ts\": 5}]").await;
+        assert_eq!(malformed_body.status(), 422);
+        let malformed_query = app.get_events("?page_size=0").await;
+        assert_eq!(malformed_query.status(), 422);
+        let malformed_json = app.post_raw("[").await;
+        assert_eq!(malformed_json.status(), 422);
+    }
+    assert_eq!(
+        app.post_events(&json!([event("a", json!(1))]))
+            .await
+            .status(),
+        500
+    );
+    assert_eq!(app.database.count_events().await, 0);
+}

@@ -35,7 +35,6 @@ pub async fn post_events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
-    inject_failure(&runtime)?;
     let key = idempotency_key(&request)?;
     let limits = BodyLimits {
         max_bytes: runtime.settings.api.max_body_bytes,
@@ -45,6 +44,9 @@ pub async fn post_events(
     // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
     let batch = parse_batch(&body, runtime.settings.api.batch_limits())?;
+    // As the original: a malformed request is refused every time, and only then is
+    // the failure drawn; nothing is stored before the draw, so a retry stays safe.
+    inject_failure(&runtime)?;
     let request_hash = key.as_ref().map(|_| Sha256::digest(&body));
     drop(body);
     let (rows, per_application) = batch.into_parts();
@@ -134,8 +136,8 @@ pub async fn get_events(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
-    inject_failure(&runtime)?;
     let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
+    inject_failure(&runtime)?;
     // One row more than asked says whether a next page exists, and where it starts.
     let limit = i64::from(query.page_size) + 1;
     let mut page = PageWriter::new(query.page_size, runtime.settings.api.max_page_bytes);
@@ -157,8 +159,9 @@ pub async fn get_events(
     })
 }
 
-/// The original's deliberate failures, drawn before any database work so that an
-/// injected failure never stores anything.
+/// The original's deliberate failures, drawn after the request is validated (as the
+/// original does) and before any database work, so an injected failure never stores
+/// anything.
 fn inject_failure(runtime: &Runtime) -> Result<(), ApiError> {
     let chance = runtime.settings.failure.chance;
     if chance > 0.0 && rand::random::<f64>() < chance {
