@@ -158,3 +158,35 @@ async fn bad_query_values_are_422_with_the_parameter_named() {
         assert_eq!(body["details"][0]["field"], parameter, "{query}");
     }
 }
+
+#[tokio::test]
+async fn tokens_mean_what_the_original_meant_the_last_id_of_a_page_and_below_it() {
+    let app = spawn_app().await;
+    post_numbered(&app, 0, 10).await;
+    let ids: Vec<i64> = app
+        .database
+        .client()
+        .await
+        .query("SELECT id FROM events ORDER BY id DESC", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+
+    let first = json_body(app.get_events("?page_size=3").await).await;
+    // A token the original handed out (or a client computed from an id) is the id of
+    // the last event seen: the next page holds the events below it, none repeated.
+    let below_fourth = json_body(
+        app.get_events(&format!("?page_size=3&page_token={}", ids[3]))
+            .await,
+    )
+    .await;
+
+    assert_eq!(first["next_page"], json!(ids[2]));
+    assert_eq!(numbers(&below_fourth), [5, 4, 3]);
+    for first_page in ["?page_size=3&page_token=0", "?page_size=3&page_token="] {
+        let page = json_body(app.get_events(first_page).await).await;
+        assert_eq!(numbers(&page), [9, 8, 7], "{first_page}");
+    }
+}

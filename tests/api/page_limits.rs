@@ -47,8 +47,8 @@ async fn a_page_ends_before_max_page_bytes_and_next_page_continues_after_its_las
         .collect();
     assert_eq!(
         next_page,
-        json!(ids_newest_first[3]),
-        "continues right after the last event"
+        json!(ids_newest_first[2]),
+        "the id of the last event sent: the next page holds those below it"
     );
     let mut seen = 3;
     let mut token = next_page;

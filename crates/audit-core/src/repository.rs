@@ -14,10 +14,10 @@ use crate::migrations;
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
 use crate::timestamp::EventTimestamp;
 
-/// One statement for the first page and the rest: the first page starts at the
+/// One statement for the first page and the rest: the first page reads below the
 /// largest id there can be, which costs the same index scan.
-const PAGE_FROM: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
-     FROM events WHERE id <= $1 ORDER BY id DESC LIMIT $2";
+const PAGE_BELOW: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
+     FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2";
 
 /// Reads events through a connection pool.
 #[derive(Clone, Debug)]
@@ -39,21 +39,21 @@ impl EventRepository {
         &self.pool
     }
 
-    /// Hands up to `limit` events, newest first, starting at id `from` (inclusive) or
-    /// at the newest event, to `accept` one at a time as they arrive from the
+    /// Hands up to `limit` events, newest first, with ids below `below` (or from the
+    /// newest event), to `accept` one at a time as they arrive from the
     /// database; `accept` stops the read by answering `Break`. Rows are never all held
     /// at once, so a page of large events takes the memory of what `accept` keeps.
     pub async fn read_page(
         &self,
-        from: Option<i64>,
+        below: Option<i64>,
         limit: i64,
         mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<(), StorageError> {
         let client = connection_from(&self.pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
-            let from = from.unwrap_or(i64::MAX);
-            let parameters: [&(dyn ToSql + Sync); 2] = [&from, &limit];
-            let statement = client.prepare_cached(PAGE_FROM).await.map_err(classify)?;
+            let below = below.unwrap_or(i64::MAX);
+            let parameters: [&(dyn ToSql + Sync); 2] = [&below, &limit];
+            let statement = client.prepare_cached(PAGE_BELOW).await.map_err(classify)?;
             let rows = client
                 .query_raw(&statement, parameters)
                 .await

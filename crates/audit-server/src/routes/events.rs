@@ -138,7 +138,7 @@ pub async fn get_events(
     let runtime = state.runtime();
     let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
     inject_failure(&runtime)?;
-    // One row more than asked says whether a next page exists, and where it starts.
+    // One row more than asked says whether a next page exists.
     let limit = i64::from(query.page_size) + 1;
     let mut page = PageWriter::new(query.page_size, runtime.settings.api.max_page_bytes);
     timed(

@@ -23,6 +23,8 @@ pub struct PageWriter {
     /// Bytes of the rendered events so far.
     bytes: usize,
     events: u32,
+    /// The id of the last event taken: where the next page starts, below it.
+    last_id: Option<i64>,
     next_page: Option<i64>,
 }
 
@@ -44,15 +46,18 @@ impl PageWriter {
             current: Vec::with_capacity(1024),
             bytes: 0,
             events: 0,
+            last_id: None,
             next_page: None,
         }
     }
 
     /// Takes the next event, or stops the read: the page is full (by count or by
-    /// bytes), and this event is where the next page starts.
+    /// bytes), and this event is the first of the next page, whose token is the id of
+    /// the last event taken (the next page holds the events below it, as the
+    /// original's tokens meant).
     pub fn accept(&mut self, event: StoredEvent<'_>) -> ControlFlow<()> {
         if self.events == self.page_size {
-            self.next_page = Some(event.id);
+            self.next_page = self.last_id;
             return ControlFlow::Break(());
         }
         let start = self.current.len();
@@ -63,11 +68,12 @@ impl PageWriter {
         let rendered = self.current.len() - start;
         if self.events > 0 && self.bytes + rendered > self.max_bytes {
             self.current.truncate(start);
-            self.next_page = Some(event.id);
+            self.next_page = self.last_id;
             return ControlFlow::Break(());
         }
         self.bytes += rendered;
         self.events += 1;
+        self.last_id = Some(event.id);
         if self.current.len() >= CHUNK_BYTES {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES));
             self.chunks.push(Bytes::from(full));
@@ -158,7 +164,7 @@ mod tests {
             "{text}"
         );
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(json["next_page"], 6);
+        assert_eq!(json["next_page"], 7, "the id of the last event on the page");
         assert_eq!(json["page_size"], 1);
         assert_eq!(json["data"][0]["event_ts"], "2023-12-05T12:55:52.805022Z");
         assert_eq!(json["data"][0]["application_name"], "app \"quoted\"");
@@ -186,7 +192,7 @@ mod tests {
 
         let json: serde_json::Value = serde_json::from_slice(&body_of(page)).unwrap();
         assert_eq!(json["data"].as_array().unwrap().len(), 2);
-        assert_eq!(json["next_page"], 7);
+        assert_eq!(json["next_page"], 8);
     }
 
     #[test]
@@ -202,6 +208,6 @@ mod tests {
         };
         let json: serde_json::Value = serde_json::from_slice(&chunks.concat()).unwrap();
         assert_eq!(json["data"].as_array().unwrap().len(), 1);
-        assert_eq!(json["next_page"], 8);
+        assert_eq!(json["next_page"], 9);
     }
 }

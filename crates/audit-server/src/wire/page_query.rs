@@ -12,7 +12,8 @@ const PAGE_TOKEN: &str = "page_token";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageQuery {
     pub page_size: u32,
-    /// Start at this sequence id (inclusive); `None` starts at the newest event.
+    /// The page holds events with ids below this one (the last id of the previous
+    /// page, as the original's tokens meant); `None` starts at the newest event.
     pub page_token: Option<i64>,
 }
 
@@ -41,8 +42,11 @@ pub fn parse_page_query(query: &str, api: &ApiSettings) -> Result<PageQuery, Api
                 )),
             }
         } else {
+            // The original reads an empty token and 0 as no token: the first page.
             match value.parse::<i64>() {
-                Ok(token) if token >= 0 => page_token = Some(token),
+                _ if value.is_empty() => page_token = None,
+                Ok(0) => page_token = None,
+                Ok(token) if token > 0 => page_token = Some(token),
                 _ => problems.push(problem(
                     PAGE_TOKEN,
                     "must be a non-negative integer: the next_page of the previous response"
@@ -96,6 +100,13 @@ mod tests {
                 page_token: Some(42)
             }
         );
+    }
+
+    #[test]
+    fn an_empty_token_and_token_0_mean_the_first_page_as_in_the_original() {
+        for query in ["page_token=", "page_token=0", "page_size=10&page_token=0"] {
+            assert_eq!(parse(query).unwrap().page_token, None, "{query}");
+        }
     }
 
     #[test]
