@@ -153,3 +153,51 @@ async fn bulk_refuses_a_database_without_the_schema() {
     assert!(!output.status.success());
     assert!(text(&output).contains("audit-migrate"), "{}", text(&output));
 }
+
+#[tokio::test]
+async fn traffic_takes_the_originals_variables_and_its_endpoint_url() {
+    let app = spawn_app_with(|_| {}).await;
+    let endpoint = format!("{}/api/event", app.address);
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(workspace_binary("audit-generate"))
+            .arg("traffic")
+            .env_clear()
+            .env("APP_URL", &endpoint)
+            .env("APP_BATCH_SIZE", "3")
+            .env("APP_ITERATIONS", "4")
+            .env("APP_DELAY_S", "0")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(app.database.count_events().await, 12, "{}", text(&output));
+}
+
+#[tokio::test]
+async fn a_traffic_flag_wins_over_the_originals_variable() {
+    let app = spawn_app_with(|_| {}).await;
+    let url = app.address.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(workspace_binary("audit-generate"))
+            .args(["traffic", "--url", &url, "--batch-size", "2"])
+            .env_clear()
+            .env("APP_URL", "http://127.0.0.1:1/api/event")
+            .env("APP_BATCH_SIZE", "5")
+            .env("APP_ITERATIONS", "3")
+            .env("APP_DELAY_S", "0")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(app.database.count_events().await, 6, "{}", text(&output));
+}

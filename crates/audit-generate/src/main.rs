@@ -3,6 +3,7 @@
 
 mod bulk;
 mod fake_events;
+mod original_environment;
 mod progress;
 mod report;
 mod traffic;
@@ -19,6 +20,7 @@ use audit_core::timestamp::EventTimestamp;
 use crate::fake_events::{
     DEFAULT_APPLICATIONS, DEFAULT_KINDS, EventFactory, PayloadStyle, Timestamps,
 };
+use crate::original_environment::TrafficDefaults;
 use crate::traffic::{Pace, Stop, TrafficOptions};
 
 /// Generate audit events: HTTP traffic against a server, or bulk loads into PostgreSQL.
@@ -40,25 +42,23 @@ enum Mode {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "traffic")]
 struct TrafficArguments {
-    /// server base URL (default http://127.0.0.1:8080)
-    #[argh(option, default = "String::from(\"http://127.0.0.1:8080\")")]
-    url: String,
-    /// events per POST (default 10)
-    #[argh(option, default = "10")]
-    batch_size: usize,
-    /// requests to send (default 1000); ignored with --duration
-    #[argh(option, default = "1000")]
-    iterations: u64,
+    /// server URL, with or without the /api/event path (default $APP_URL, else
+    /// http://127.0.0.1:8080)
+    #[argh(option)]
+    url: Option<String>,
+    /// events per POST (default $APP_BATCH_SIZE, else 10)
+    #[argh(option)]
+    batch_size: Option<usize>,
+    /// requests to send (default $APP_ITERATIONS, else 1000); ignored with --duration
+    #[argh(option)]
+    iterations: Option<u64>,
     /// run for this long instead, e.g. 30s or 5m
     #[argh(option, from_str_fn(parse_duration))]
     duration: Option<Duration>,
-    /// pause of each client after each request, seconds or e.g. 200ms (default 0.2)
-    #[argh(
-        option,
-        from_str_fn(parse_duration),
-        default = "Duration::from_millis(200)"
-    )]
-    delay: Duration,
+    /// pause of each client after each request, seconds or e.g. 200ms (default
+    /// $APP_DELAY_S, else 0.2)
+    #[argh(option, from_str_fn(parse_duration))]
+    delay: Option<Duration>,
     /// target requests per second over all clients; replaces --delay
     #[argh(option)]
     rate: Option<f64>,
@@ -164,16 +164,18 @@ async fn run_traffic(arguments: TrafficArguments) -> anyhow::Result<()> {
     let style = arguments.payload;
     // Fail on bad names before sending anything.
     EventFactory::new(seed, &applications, &kinds, Timestamps::Now, style)?;
+    // The original's variables are the defaults; flags win over them.
+    let defaults = TrafficDefaults::from_variables(|name| std::env::var(name).ok())?;
     let options = TrafficOptions {
-        url: arguments.url,
-        batch_size: arguments.batch_size,
+        url: arguments.url.unwrap_or(defaults.url),
+        batch_size: arguments.batch_size.unwrap_or(defaults.batch_size),
         stop: match arguments.duration {
             Some(duration) => Stop::AfterDuration(duration),
-            None => Stop::AfterIterations(arguments.iterations),
+            None => Stop::AfterIterations(arguments.iterations.unwrap_or(defaults.iterations)),
         },
         pace: match arguments.rate {
             Some(rate) => Pace::RequestsPerSecond(rate),
-            None => Pace::DelayBetween(arguments.delay),
+            None => Pace::DelayBetween(arguments.delay.unwrap_or(defaults.delay)),
         },
         concurrency: arguments.concurrency,
         get_ratio: arguments.get_ratio,

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::fake_events::EventFactory;
+use crate::original_environment::base_url;
 use crate::progress::Progress;
 use crate::report::{TrafficStats, TrafficSummary};
 
@@ -58,7 +59,7 @@ pub async fn run(options: TrafficOptions) -> anyhow::Result<TrafficSummary> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("failed to build the HTTP client")?;
-    let base = options.url.trim_end_matches('/').to_owned();
+    let base = base_url(&options.url).to_owned();
     client
         .get(format!("{base}/health"))
         .send()
