@@ -284,3 +284,63 @@ async fn text_logs_written_to_a_file_carry_no_colour_codes() {
         "ANSI escape codes in a log file: {log:?}"
     );
 }
+
+#[tokio::test]
+async fn the_originals_config_yml_and_dotenv_in_the_working_directory_are_read() {
+    let database = TestDatabase::create_migrated().await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("config.yml"),
+        format!(
+            "postgres:\n  dsn: {}\nfailure:\n  chance: 1.0\n",
+            database.settings.dsn
+        ),
+    )
+    .unwrap();
+    let port = audit_tests::server_process::free_port();
+    std::fs::write(
+        directory.path().join(".env"),
+        format!("APP_PORT={port}\nAPP_HOST=127.0.0.1\nAPP_FAILURE__CHANCE=1.0\n"),
+    )
+    .unwrap();
+    // The process's own environment wins over .env (and .env over the file).
+    let mut child = std::process::Command::new(audit_tests::server_process::workspace_binary(
+        "audit-server",
+    ))
+    .env_clear()
+    .env("APP_FAILURE__CHANCE", "0")
+    .env("APP_LOG__LEVEL", "warn")
+    .current_dir(directory.path())
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/ready");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(&ready).send().await {
+            status = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let page = client
+        .get(format!("http://127.0.0.1:{port}/api/event"))
+        .send()
+        .await
+        .map(|response| response.status().as_u16());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert_eq!(
+        status,
+        Some(200),
+        "not listening on .env's APP_PORT, or not on config.yml's database"
+    );
+    assert_eq!(
+        page.ok(),
+        Some(200),
+        "the environment's failure.chance should win"
+    );
+}

@@ -11,7 +11,8 @@ use audit_core::database;
 /// Create the audit database if it is missing and apply pending migrations.
 #[derive(FromArgs)]
 struct Arguments {
-    /// config file (TOML); default: $APP_CONFIG, else ./config.toml if present
+    /// config file, TOML, YAML or JSON by its extension; default: $APP_CONFIG, else
+    /// ./config.toml or ./config.yml if present
     #[argh(option)]
     config: Option<PathBuf>,
 }

@@ -12,7 +12,8 @@ use audit_server::telemetry;
 /// Serve the audit event collector's HTTP API.
 #[derive(FromArgs)]
 struct Arguments {
-    /// config file (TOML); default: $APP_CONFIG, else ./config.toml if present
+    /// config file, TOML, YAML or JSON by its extension; default: $APP_CONFIG, else
+    /// ./config.toml or ./config.yml if present
     #[argh(option)]
     config: Option<PathBuf>,
 }

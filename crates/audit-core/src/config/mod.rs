@@ -11,7 +11,7 @@ mod ingest;
 mod postgres;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
@@ -22,8 +22,12 @@ pub use crate::config::postgres::PostgresSettings;
 
 /// The environment variable that names the config file when `--config` is not given.
 pub const CONFIG_PATH_VARIABLE: &str = "APP_CONFIG";
-/// The file read when neither `--config` nor `$APP_CONFIG` names one.
-pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
+/// The files looked for, in this order, when neither `--config` nor `$APP_CONFIG`
+/// names one: ours, then the original service's.
+pub const DEFAULT_CONFIG_PATHS: [&str; 3] = ["config.toml", "config.yml", "config.yaml"];
+/// Variables the process does not set are read from this file in the working
+/// directory, as the original service did; the process's own environment wins.
+pub const DOTENV_PATH: &str = ".env";
 const ENVIRONMENT_PREFIX: &str = "APP_";
 
 /// Settings that check their own values once loaded.
@@ -52,6 +56,9 @@ pub struct ConfigSource {
     pub file_required: bool,
     /// `APP_*` variables; taken from the process at load time when `None`.
     pub environment: Option<HashMap<String, String>>,
+    /// A `.env` file read at each load (a reload sees its changes): its variables
+    /// count where the environment does not set them.
+    pub dotenv: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +71,12 @@ pub enum ConfigError {
     Unreadable(#[from] config::ConfigError),
     #[error("invalid value for `{key}`: {problem}")]
     InvalidValue { key: &'static str, problem: String },
+    #[error("failed to read {}", path.display())]
+    DotEnv {
+        path: PathBuf,
+        #[source]
+        source: dotenvy::Error,
+    },
 }
 
 /// An `InvalidValue` error, for validation code.
@@ -75,18 +88,37 @@ pub fn invalid<T>(key: &'static str, problem: &str) -> Result<T, ConfigError> {
 }
 
 impl ConfigSource {
-    /// `--config PATH` if given, else `$APP_CONFIG`, else `./config.toml` if it exists.
+    /// `--config PATH` if given, else `$APP_CONFIG` (from the environment or `./.env`),
+    /// else the first of `./config.toml`, `./config.yml`, `./config.yaml` that exists;
+    /// the process's environment, then `./.env`, override the file.
     pub fn from_command_line(config_flag: Option<PathBuf>) -> Self {
-        if let Some(path) = config_flag {
-            return Self::explicit_file(path);
-        }
-        if let Some(path) = std::env::var_os(CONFIG_PATH_VARIABLE) {
-            return Self::explicit_file(PathBuf::from(path));
+        let dotenv = Some(PathBuf::from(DOTENV_PATH));
+        let named = config_flag.or_else(|| {
+            std::env::var_os(CONFIG_PATH_VARIABLE)
+                .map(PathBuf::from)
+                .or_else(|| {
+                    // A broken .env is reported by `load`, which reads it again.
+                    read_dotenv(Path::new(DOTENV_PATH))
+                        .ok()?
+                        .into_iter()
+                        .find(|(name, _)| name == CONFIG_PATH_VARIABLE)
+                        .map(|(_, value)| PathBuf::from(value))
+                })
+        });
+        if let Some(path) = named {
+            return Self {
+                dotenv,
+                ..Self::explicit_file(path)
+            };
         }
         Self {
-            file: Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+            file: DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|path| path.exists()),
             file_required: false,
             environment: None,
+            dotenv,
         }
     }
 
@@ -97,6 +129,7 @@ impl ConfigSource {
             file: Some(path),
             file_required: true,
             environment: Some(environment),
+            dotenv: None,
         }
     }
 
@@ -105,6 +138,7 @@ impl ConfigSource {
             file: Some(path),
             file_required: true,
             environment: None,
+            dotenv: None,
         }
     }
 
@@ -120,14 +154,14 @@ impl ConfigSource {
             }
             builder = builder.add_source(
                 File::from(path.as_path())
-                    .format(FileFormat::Toml)
+                    .format(format_of(path))
                     .required(self.file_required),
             );
         }
         let environment = Environment::default()
             .separator("__")
             .try_parsing(true)
-            .source(Some(self.application_variables()));
+            .source(Some(self.application_variables()?));
         let merged = builder.add_source(environment).build()?;
 
         let mut unknown_keys = Vec::new();
@@ -140,20 +174,50 @@ impl ConfigSource {
 
     /// The `APP_*` variables with their prefix removed, minus `APP_CONFIG`, which names
     /// the file rather than setting a key.
-    fn application_variables(&self) -> HashMap<String, String> {
-        let variables: BTreeMap<String, String> = match &self.environment {
+    fn application_variables(&self) -> Result<HashMap<String, String>, ConfigError> {
+        let mut variables: BTreeMap<String, String> = match &self.environment {
             Some(map) => map.clone().into_iter().collect(),
             None => std::env::vars().collect(),
         };
-        variables
+        if let Some(path) = &self.dotenv {
+            for (name, value) in read_dotenv(path)? {
+                variables.entry(name).or_insert(value);
+            }
+        }
+        Ok(variables
             .into_iter()
             .filter(|(name, _)| name != CONFIG_PATH_VARIABLE)
             .filter_map(|(name, value)| {
                 let key = name.strip_prefix(ENVIRONMENT_PREFIX)?;
                 Some((key.to_lowercase(), value))
             })
-            .collect()
+            .collect())
     }
+}
+
+/// The format a config file is read in, from its extension: `.yaml`/`.yml` and
+/// `.json` as such, anything else (`.toml`, or none) as TOML.
+fn format_of(path: &Path) -> FileFormat {
+    match path.extension().and_then(|extension| extension.to_str()) {
+        Some("yaml" | "yml") => FileFormat::Yaml,
+        Some("json") => FileFormat::Json,
+        _ => FileFormat::Toml,
+    }
+}
+
+/// The variables a `.env` file sets; none when it does not exist.
+fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let failed = |source| ConfigError::DotEnv {
+        path: path.to_owned(),
+        source,
+    };
+    dotenvy::from_path_iter(path)
+        .map_err(failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)
 }
 
 #[cfg(test)]

@@ -114,3 +114,71 @@ fn the_debug_form_hides_the_password() {
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(debug.contains("postgres://user@db:5433/audit"), "{debug}");
 }
+
+fn file_named(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (directory, path)
+}
+
+#[test]
+fn a_yaml_or_json_file_is_read_by_its_extension() {
+    for (name, text) in [
+        (
+            "config.yml",
+            "postgres:\n  dsn: postgres://y@h/db\n  pool_size: 4\n",
+        ),
+        (
+            "config.yaml",
+            "postgres:\n  dsn: postgres://y@h/db\n  pool_size: 4\n",
+        ),
+        (
+            "config.json",
+            r#"{"postgres": {"dsn": "postgres://y@h/db", "pool_size": 4}}"#,
+        ),
+    ] {
+        let (_directory, path) = file_named(name, text);
+
+        let (settings, unknown) = ConfigSource::for_file(path, HashMap::new())
+            .load::<DatabaseSettings>()
+            .unwrap();
+
+        assert_eq!(settings.postgres.dsn, "postgres://y@h/db", "{name}");
+        assert_eq!(settings.postgres.pool_size, 4, "{name}");
+        assert!(unknown.is_empty(), "{name}: {unknown:?}");
+    }
+}
+
+#[test]
+fn a_dotenv_file_sets_what_the_environment_does_not() {
+    let (_directory, dotenv) = file_named(
+        ".env",
+        "APP_POSTGRES__POOL_SIZE=6\nAPP_POSTGRES__DSN=postgres://dotenv@h/db\n",
+    );
+    let (source, _file) = source("", &[("APP_POSTGRES__DSN", "postgres://environment@h/db")]);
+    let source = ConfigSource {
+        dotenv: Some(dotenv),
+        ..source
+    };
+
+    let (settings, _) = source.load::<DatabaseSettings>().unwrap();
+
+    assert_eq!(settings.postgres.pool_size, 6);
+    assert_eq!(settings.postgres.dsn, "postgres://environment@h/db");
+}
+
+#[test]
+fn a_broken_dotenv_file_is_an_error() {
+    let (_directory, dotenv) = file_named(".env", "APP_PORT='unterminated\n");
+    let (source, _file) = source("", &[]);
+    let source = ConfigSource {
+        dotenv: Some(dotenv),
+        ..source
+    };
+
+    assert!(matches!(
+        source.load::<DatabaseSettings>(),
+        Err(ConfigError::DotEnv { .. })
+    ));
+}
