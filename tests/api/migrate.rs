@@ -74,3 +74,156 @@ async fn migrate_reads_only_the_database_settings_of_a_shared_config_file() {
     assert!(output.status.success(), "{text}");
     assert_eq!(database.count_events().await, 0);
 }
+
+/// An empty database filled as the original service would have left it: ids with
+/// gaps, jsonb payloads with a big number and unicode.
+async fn original_database() -> TestDatabase {
+    let database = TestDatabase::create_empty().await;
+    database
+        .client()
+        .await
+        .batch_execute(
+            "CREATE TABLE audit_event (
+                 event_id int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 event_ts timestamptz NOT NULL,
+                 application_name text NOT NULL,
+                 event_kind varchar(126) NOT NULL,
+                 payload jsonb NOT NULL);
+             CREATE TABLE migration_version (version int8);
+             INSERT INTO migration_version VALUES (1);
+             INSERT INTO audit_event
+                 (event_id, event_ts, application_name, event_kind, payload)
+             OVERRIDING SYSTEM VALUE
+             SELECT id, '2023-12-05T12:55:52.805022Z'::timestamptz + id * interval '1 s',
+                    'grease_monkey', 'UserLogin',
+                    jsonb_build_object('n', id, 'big', 12345678901234567890123::numeric,
+                                       'name', 'Ünïcødé ✓ ' || id)
+             FROM unnest(ARRAY[5, 7, 10, 11, 20]) AS id;",
+        )
+        .await
+        .unwrap();
+    database
+}
+
+fn migrate_with(database: &TestDatabase, extra: &[&str]) -> (bool, String) {
+    let output = Command::new(workspace_binary("audit-migrate"))
+        .args(extra)
+        .env_clear()
+        .env("APP_POSTGRES__DSN", &database.settings.dsn)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_originals_database_is_taken_over_and_its_page_tokens_stay_valid() {
+    let database = original_database().await;
+    let expected_payloads: Vec<String> = database
+        .client()
+        .await
+        .query(
+            "SELECT payload::text FROM audit_event ORDER BY event_id DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+
+    let (ok, output) = migrate_with(&database, &[]);
+
+    assert!(ok, "{output}");
+    assert!(output.contains("took over"), "{output}");
+    let app = audit_tests::test_app::spawn_app_on(database, |_| {}).await;
+    // The original's token for the page after [20, 11] is 11.
+    let first = audit_tests::test_app::json_body(app.get_events("?page_size=2").await).await;
+    assert_eq!(first["next_page"], 11);
+    let second =
+        audit_tests::test_app::json_body(app.get_events("?page_size=2&page_token=11").await).await;
+    let ns: Vec<i64> = second["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["payload"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [10, 7]);
+    let page = app.get_events("?page_size=10").await.text().await.unwrap();
+    for payload in &expected_payloads {
+        assert!(
+            page.contains(payload.as_str()),
+            "{payload} not verbatim in {page}"
+        );
+    }
+    assert_eq!(app.post_one_event().await, 201);
+    let newest: i64 = app
+        .database
+        .client()
+        .await
+        .query_one("SELECT max(id) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        newest, 21,
+        "the id sequence continues after the largest event_id"
+    );
+    let (again_ok, again) = migrate_with(&app.database, &[]);
+    assert!(again_ok && again.contains("nothing to apply"), "{again}");
+}
+
+#[tokio::test]
+async fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
+    let database = original_database().await;
+
+    let (ok, output) = migrate_with(&database, &["--dry-run"]);
+
+    assert!(ok, "{output}");
+    assert!(output.contains("would take over"), "{output}");
+    let still_original: bool = database
+        .client()
+        .await
+        .query_one(
+            "SELECT to_regclass('audit_event') IS NOT NULL AND to_regclass('events') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(still_original);
+}
+
+#[tokio::test]
+async fn both_schemas_or_an_unknown_original_version_are_refused_and_nothing_changes() {
+    for setup in [
+        "CREATE TABLE events (id int8)",
+        "INSERT INTO migration_version VALUES (2)",
+    ] {
+        let database = original_database().await;
+        database.client().await.batch_execute(setup).await.unwrap();
+
+        let (ok, output) = migrate_with(&database, &[]);
+
+        assert!(!ok, "{setup}: {output}");
+        assert!(
+            output.contains("Nothing was changed") || output.contains("nothing was changed"),
+            "{output}"
+        );
+        let original_events: i64 = database
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM audit_event", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(original_events, 5, "{setup}");
+    }
+}

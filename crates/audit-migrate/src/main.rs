@@ -1,12 +1,15 @@
-//! `audit-migrate`: creates the database if needed and applies the embedded
-//! migrations. Idempotent: a second run applies nothing.
+//! `audit-migrate`: creates the database if needed, takes over a database of the
+//! original service in place (`adopt`), and applies the embedded migrations.
+//! Idempotent: a second run applies nothing.
+
+mod adopt;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use argh::FromArgs;
 use audit_core::config::{ConfigSource, DatabaseSettings};
-use audit_core::database;
+use audit_core::{database, migrations};
 
 /// Create the audit database if it is missing and apply pending migrations.
 #[derive(FromArgs)]
@@ -15,6 +18,9 @@ struct Arguments {
     /// ./config.toml or ./config.yml if present
     #[argh(option)]
     config: Option<PathBuf>,
+    /// print what would be done to a database of the original service, change nothing
+    #[argh(switch)]
+    dry_run: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -33,7 +39,29 @@ async fn main() -> anyhow::Result<()> {
     {
         println!("created database {target}");
     }
-    let applied = database::migrate(&postgres)
+    let mut client = database::connect(&postgres)
+        .await
+        .with_context(|| format!("failed to connect to {target}"))?;
+    match adopt::inspect(&client).await? {
+        adopt::Found::Original { events } if arguments.dry_run => {
+            println!("{target}: {}", adopt::plan(events));
+            return Ok(());
+        }
+        adopt::Found::Original { events } => {
+            let started = std::time::Instant::now();
+            adopt::take_over(&mut client).await?;
+            println!(
+                "{target}: took over the original's audit_event: {events} events, ids kept, in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        adopt::Found::NoOriginal if arguments.dry_run => {
+            println!("{target}: no database of the original here; would apply pending migrations");
+            return Ok(());
+        }
+        adopt::Found::NoOriginal => {}
+    }
+    let applied = migrations::run(&mut client)
         .await
         .with_context(|| format!("failed to migrate {target}"))?;
     if applied.is_empty() {
