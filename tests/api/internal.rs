@@ -79,12 +79,21 @@ async fn metrics_use_the_original_names_with_bounded_labels() {
     let metrics = app.metrics_text().await;
 
     for expected in [
-        r#"http_requests_total{method="POST",path_template="/api/event"}"#,
-        r#"http_responses_total{method="POST",path_template="/api/event",status_code="201"}"#,
-        r#"http_responses_total{method="GET",path_template="/api/event",status_code="200"}"#,
-        r#"http_request_duration_seconds_bucket{method="GET",path_template="/api/event",le="0.005"}"#,
-        r#"http_requests_in_progress{method="GET",path_template="/metrics"} 1"#,
-        r#"http_responses_total{method="GET",path_template="unmatched",status_code="404"}"#,
+        r#"http_requests_total{method="POST",path_template="/api/event",scheme="http"}"#,
+        r#"http_responses_total{method="POST",path_template="/api/event",scheme="http",status_code="201"}"#,
+        r#"http_responses_total{method="GET",path_template="/api/event",scheme="http",status_code="200"}"#,
+        // The original's histogram labels (status_code too) and its client's buckets.
+        r#"http_request_duration_seconds_bucket{method="GET",path_template="/api/event",scheme="http",status_code="200",le="0.005"}"#,
+        r#"http_request_duration_seconds_bucket{method="GET",path_template="/api/event",scheme="http",status_code="200",le="0.075"}"#,
+        r#"http_request_duration_seconds_bucket{method="GET",path_template="/api/event",scheme="http",status_code="200",le="7.5"}"#,
+        r#"http_requests_in_progress{method="GET",path_template="/metrics",scheme="http"} 1"#,
+        r#"http_responses_total{method="GET",path_template="__not_matched__",scheme="http",status_code="404"}"#,
+        "process_resident_memory_bytes ",
+        "process_virtual_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
         r#"events_inserted_total{application="billing"} 2"#,
         r#"db_pool_connections{state="idle"}"#,
         r#"db_pool_waiting_requests "#,
@@ -108,7 +117,7 @@ async fn server_errors_are_counted_as_exceptions() {
 
     assert!(
         metrics.contains(
-            r#"http_exceptions_total{method="POST",path_template="/api/event",exception_type="injected_failure"} 1"#
+            r#"http_exceptions_total{method="POST",path_template="/api/event",scheme="http",exception_type="injected_failure"} 1"#
         ),
         "{metrics}"
     );
@@ -189,7 +198,7 @@ async fn counters_with_known_labels_are_exported_at_zero_before_anything_happens
         r#"config_reloads_total{result="success"} 0"#,
         r#"config_reloads_total{result="failure"} 0"#,
         r#"injected_failures_total{path_template="/api/event"} 0"#,
-        r#"http_exceptions_total{method="POST",path_template="/api/event",exception_type="database_unavailable"} 0"#,
+        r#"http_exceptions_total{method="POST",path_template="/api/event",scheme="http",exception_type="database_unavailable"} 0"#,
     ] {
         assert!(
             metrics.contains(series),

@@ -6,7 +6,7 @@
 //! label of `events_inserted_total` holds at most a configured number of names.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use actix_web::http::Method;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
@@ -30,15 +30,30 @@ pub const BUILD_INFO: &str = "audit_collector_build_info";
 pub const DATABASE_READY: &str = "database_ready";
 
 /// The `path_template` of every request no route matched.
-pub const UNMATCHED_PATH: &str = "unmatched";
+pub const UNMATCHED_PATH: &str = "__not_matched__";
+/// The `scheme` label of the `http_*` series, as the original sets it. The listener
+/// serves plain HTTP only, so it is one value.
+pub const SCHEME: &str = "http";
 /// The `application` label once the configured number of names is reached.
 pub const OTHER_APPLICATION: &str = "__other__";
 
+/// Ours (from 0.5 ms) and every bucket of the Prometheus client the original uses
+/// (0.005 ... 0.075 ... 0.75 ... 7.5, 10), so each `le` a query of the original names
+/// exists here.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+    7.5, 10.0,
 ];
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+/// The `process_*` series, read from the operating system at each scrape.
+static PROCESS_METRICS: LazyLock<metrics_process::Collector> =
+    LazyLock::new(metrics_process::Collector::default);
+
+/// Refreshes the `process_*` series; called before each scrape is rendered.
+pub fn collect_process_metrics() {
+    PROCESS_METRICS.collect();
+}
 
 /// Installs the process-wide recorder once and returns its handle. The `metrics` facade
 /// has one global recorder, so servers built in one process (tests) share it.
@@ -56,6 +71,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
     // A second caller racing us loses here and uses the winner's handle.
     if metrics::set_global_recorder(recorder).is_ok() {
         describe_metrics();
+        PROCESS_METRICS.describe();
         start_known_counters_at_zero();
         let _ = PROMETHEUS.set(handle.clone());
     }
@@ -86,6 +102,7 @@ fn start_known_counters_at_zero() {
                 HTTP_EXCEPTIONS_TOTAL,
                 "method" => method,
                 "path_template" => EVENTS_PATH,
+                "scheme" => SCHEME,
                 "exception_type" => code
             )
             .absolute(0);

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::errors::ApiError;
 use crate::metrics::{
     HTTP_EXCEPTIONS_TOTAL, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_IN_PROGRESS,
-    HTTP_REQUESTS_TOTAL, HTTP_RESPONSES_TOTAL, UNMATCHED_PATH, method_label,
+    HTTP_REQUESTS_TOTAL, HTTP_RESPONSES_TOTAL, SCHEME, UNMATCHED_PATH, method_label,
 };
 use crate::request_log::LogDecision;
 use crate::state::AppState;
@@ -71,17 +71,19 @@ pub async fn observe_request(
         ),
         Err(error) => (error.as_response_error().status_code(), None),
     };
-    metrics.duration.record(elapsed.as_secs_f64());
     let log_decision = state.map_or(LogDecision::Skip, |state| {
         let policy = state.runtime_ref().settings.log.requests;
         state.client_error_lines.decide(policy, status)
     });
-    metrics.responses(method, &route, status).increment(1);
+    let by_status = metrics.by_status(method, &route, status);
+    by_status.responses.increment(1);
+    by_status.duration.record(elapsed.as_secs_f64());
     if status.is_server_error() {
         counter!(
             HTTP_EXCEPTIONS_TOTAL,
             "method" => method,
             "path_template" => route.clone(),
+            "scheme" => SCHEME,
             "exception_type" => error_code.unwrap_or("other")
         )
         .increment(1);
@@ -122,8 +124,14 @@ impl Drop for InProgress {
 struct RouteMetrics {
     requests: Counter,
     in_progress: Gauge,
+    by_status: RefCell<HashMap<StatusCode, StatusMetrics>>,
+}
+
+/// The handles labelled with a status code as well, as the original labels them.
+#[derive(Clone)]
+struct StatusMetrics {
+    responses: Counter,
     duration: Histogram,
-    responses: RefCell<HashMap<StatusCode, Counter>>,
 }
 
 impl RouteMetrics {
@@ -131,26 +139,30 @@ impl RouteMetrics {
         let labels = [
             ("method", method.to_owned()),
             ("path_template", route.to_owned()),
+            ("scheme", SCHEME.to_owned()),
         ];
         Self {
             requests: counter!(HTTP_REQUESTS_TOTAL, &labels),
             in_progress: gauge!(HTTP_REQUESTS_IN_PROGRESS, &labels),
-            duration: histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels),
-            responses: RefCell::default(),
+            by_status: RefCell::default(),
         }
     }
 
-    fn responses(&self, method: &'static str, route: &str, status: StatusCode) -> Counter {
-        self.responses
+    fn by_status(&self, method: &'static str, route: &str, status: StatusCode) -> StatusMetrics {
+        self.by_status
             .borrow_mut()
             .entry(status)
             .or_insert_with(|| {
-                counter!(
-                    HTTP_RESPONSES_TOTAL,
-                    "method" => method,
-                    "path_template" => route.to_owned(),
-                    "status_code" => status.as_str().to_owned()
-                )
+                let labels = [
+                    ("method", method.to_owned()),
+                    ("path_template", route.to_owned()),
+                    ("scheme", SCHEME.to_owned()),
+                    ("status_code", status.as_str().to_owned()),
+                ];
+                StatusMetrics {
+                    responses: counter!(HTTP_RESPONSES_TOTAL, &labels),
+                    duration: histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels),
+                }
             })
             .clone()
     }

@@ -73,6 +73,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(status.available as f64);
     metrics::gauge!(DB_POOL_WAITING).set(status.waiting as f64);
     metrics::gauge!(DB_POOL_MAX_SIZE).set(status.max_size as f64);
+    crate::metrics::collect_process_metrics();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.prometheus.render())
