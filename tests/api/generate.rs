@@ -8,9 +8,15 @@ use audit_tests::test_app::{json_body, spawn_app_with};
 use audit_tests::test_database::TestDatabase;
 
 fn generate(arguments: &[&str]) -> Output {
+    generate_with(arguments, &[])
+}
+
+/// Runs the generator with only the given environment variables.
+fn generate_with(arguments: &[&str], environment: &[(&str, &str)]) -> Output {
     Command::new(workspace_binary("audit-generate"))
         .args(arguments)
         .env_clear()
+        .envs(environment.iter().copied())
         .current_dir(std::env::temp_dir())
         .output()
         .unwrap()
@@ -160,16 +166,15 @@ async fn traffic_takes_the_originals_variables_and_its_endpoint_url() {
     let endpoint = format!("{}/api/event", app.address);
 
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(workspace_binary("audit-generate"))
-            .arg("traffic")
-            .env_clear()
-            .env("APP_URL", &endpoint)
-            .env("APP_BATCH_SIZE", "3")
-            .env("APP_ITERATIONS", "4")
-            .env("APP_DELAY_S", "0")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap()
+        generate_with(
+            &["traffic"],
+            &[
+                ("APP_URL", &endpoint),
+                ("APP_BATCH_SIZE", "3"),
+                ("APP_ITERATIONS", "4"),
+                ("APP_DELAY_S", "0"),
+            ],
+        )
     })
     .await
     .unwrap();
@@ -184,16 +189,15 @@ async fn a_traffic_flag_wins_over_the_originals_variable() {
     let url = app.address.clone();
 
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(workspace_binary("audit-generate"))
-            .args(["traffic", "--url", &url, "--batch-size", "2"])
-            .env_clear()
-            .env("APP_URL", "http://127.0.0.1:1/api/event")
-            .env("APP_BATCH_SIZE", "5")
-            .env("APP_ITERATIONS", "3")
-            .env("APP_DELAY_S", "0")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap()
+        generate_with(
+            &["traffic", "--url", &url, "--batch-size", "2"],
+            &[
+                ("APP_URL", "http://127.0.0.1:1/api/event"),
+                ("APP_BATCH_SIZE", "5"),
+                ("APP_ITERATIONS", "3"),
+                ("APP_DELAY_S", "0"),
+            ],
+        )
     })
     .await
     .unwrap();

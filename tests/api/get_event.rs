@@ -165,14 +165,8 @@ async fn tokens_mean_what_the_original_meant_the_last_id_of_a_page_and_below_it(
     post_numbered(&app, 0, 10).await;
     let ids: Vec<i64> = app
         .database
-        .client()
-        .await
-        .query("SELECT id FROM events ORDER BY id DESC", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .column("SELECT id FROM events ORDER BY id DESC")
+        .await;
 
     let first = json_body(app.get_events("?page_size=3").await).await;
     // A token the original handed out (or a client computed from an id) is the id of

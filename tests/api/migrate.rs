@@ -5,8 +5,10 @@ use std::process::Command;
 use audit_tests::server_process::workspace_binary;
 use audit_tests::test_database::TestDatabase;
 
-fn run_migrate(database: &TestDatabase) -> (bool, String) {
+/// Runs audit-migrate with `extra` arguments against the database; its success and output.
+fn migrate_with(database: &TestDatabase, extra: &[&str]) -> (bool, String) {
     let output = Command::new(workspace_binary("audit-migrate"))
+        .args(extra)
         .env_clear()
         .env("APP_POSTGRES__DSN", &database.settings.dsn)
         .current_dir(std::env::temp_dir())
@@ -26,8 +28,8 @@ fn run_migrate(database: &TestDatabase) -> (bool, String) {
 async fn migrate_creates_the_database_applies_migrations_and_is_idempotent() {
     let database = TestDatabase::reserve();
 
-    let (first_ok, first) = run_migrate(&database);
-    let (second_ok, second) = run_migrate(&database);
+    let (first_ok, first) = migrate_with(&database, &[]);
+    let (second_ok, second) = migrate_with(&database, &[]);
 
     assert!(first_ok, "{first}");
     assert!(first.contains("created database"), "{first}");
@@ -105,39 +107,12 @@ async fn original_database() -> TestDatabase {
     database
 }
 
-fn migrate_with(database: &TestDatabase, extra: &[&str]) -> (bool, String) {
-    let output = Command::new(workspace_binary("audit-migrate"))
-        .args(extra)
-        .env_clear()
-        .env("APP_POSTGRES__DSN", &database.settings.dsn)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
 #[tokio::test]
 async fn the_originals_database_is_taken_over_and_its_page_tokens_stay_valid() {
     let database = original_database().await;
     let expected_payloads: Vec<String> = database
-        .client()
-        .await
-        .query(
-            "SELECT payload::text FROM audit_event ORDER BY event_id DESC",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .column("SELECT payload::text FROM audit_event ORDER BY event_id DESC")
+        .await;
 
     let (ok, output) = migrate_with(&database, &[]);
 

@@ -37,14 +37,8 @@ async fn a_page_ends_before_max_page_bytes_and_next_page_continues_after_its_las
     assert_eq!(first.len(), 3);
     let ids_newest_first: Vec<i64> = app
         .database
-        .client()
-        .await
-        .query("SELECT id FROM events ORDER BY id DESC", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .column("SELECT id FROM events ORDER BY id DESC")
+        .await;
     assert_eq!(
         next_page,
         json!(ids_newest_first[2]),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use audit_core::config::PostgresSettings;
 use audit_core::database::{self, quote_identifier};
+use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, NoTls};
 
 /// The server the tests use; override with `AUDIT_TEST_DATABASE_URL`.
@@ -76,6 +77,18 @@ impl TestDatabase {
 
     pub async fn client(&self) -> Client {
         database::connect(&self.settings).await.unwrap()
+    }
+
+    /// The first column of every row the query returns.
+    pub async fn column<T: FromSqlOwned>(&self, query: &str) -> Vec<T> {
+        self.client()
+            .await
+            .query(query, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
     }
 
     pub async fn count_events(&self) -> i64 {
