@@ -2,6 +2,7 @@
 //! event collector. Nothing here knows about HTTP: the server and the generator both
 //! build on these types, so there is one event model and one set of rules.
 
+pub mod access;
 pub mod batch;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::migrations;
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
@@ -22,6 +23,20 @@ const FIRST_PAGE: &str = "SELECT id, event_ts, application_name, event_kind, pay
 /// The pages after it: the events below the previous page's last id.
 const PAGE_BELOW: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
      FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2";
+
+/// The pages of a reader scoped to some applications: one keyset range of the
+/// `(application_name, id)` index per application, merged. A page reads at most
+/// `limit` index entries per application, however rare its events are in the table,
+/// and never an event of another application. The first page passes `i64::MAX`.
+const SCOPED_PAGE_BELOW: &str = "SELECT page.id, page.event_ts, page.application_name, \
+     page.event_kind, page.payload::text \
+     FROM unnest($1::text[]) AS scope (application_name) \
+     CROSS JOIN LATERAL ( \
+         SELECT id, event_ts, application_name, event_kind, payload FROM events \
+         WHERE events.application_name = scope.application_name AND id < $2 \
+         ORDER BY id DESC LIMIT $3 \
+     ) AS page \
+     ORDER BY page.id DESC LIMIT $3";
 
 /// Reads events through a connection pool.
 #[derive(Clone, Debug)]
@@ -43,25 +58,35 @@ impl EventRepository {
         &self.pool
     }
 
-    /// Hands up to `limit` events, newest first, with ids below `below` (or from the
-    /// newest event), to `accept` one at a time as they arrive from the
+    /// Hands up to `limit` events of the applications in `scope`, newest first, with
+    /// ids below `below` (or from the newest event), to `accept` one at a time as they arrive from the
     /// database; `accept` stops the read by answering `Break`. Rows are never all held
     /// at once, so a page of large events takes the memory of what `accept` keeps.
     pub async fn read_page(
         &self,
+        scope: &Applications,
         below: Option<i64>,
         limit: i64,
         mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<(), StorageError> {
         let client = connection_from(&self.pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
-            let rows = match below {
-                None => {
+            let rows = match (scope, below) {
+                (Applications::Only(applications), below) => {
+                    let statement = client
+                        .prepare_cached(SCOPED_PAGE_BELOW)
+                        .await
+                        .map_err(classify)?;
+                    let below = below.unwrap_or(i64::MAX);
+                    let parameters: [&(dyn ToSql + Sync); 3] = [applications, &below, &limit];
+                    client.query_raw(&statement, parameters).await
+                }
+                (Applications::All, None) => {
                     let statement = client.prepare_cached(FIRST_PAGE).await.map_err(classify)?;
                     let parameters: [&(dyn ToSql + Sync); 1] = [&limit];
                     client.query_raw(&statement, parameters).await
                 }
-                Some(below) => {
+                (Applications::All, Some(below)) => {
                     let statement = client.prepare_cached(PAGE_BELOW).await.map_err(classify)?;
                     let parameters: [&(dyn ToSql + Sync); 2] = [&below, &limit];
                     client.query_raw(&statement, parameters).await

@@ -7,9 +7,11 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use audit_core::batch::BatchError;
+use audit_core::batch::{BatchError, Problem};
 use audit_core::storage_error::{StorageError, cause_chain};
 use serde::Serialize;
+
+use crate::auth::AuthFailure;
 
 /// Seconds a client is told to wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -73,6 +75,16 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed for this path; allowed: {allow}")]
     MethodNotAllowed { allow: &'static str },
+    #[error("{}", .0.message())]
+    Unauthenticated(AuthFailure),
+    #[error("the token may not do this")]
+    Forbidden(Vec<Detail>),
+    #[error("the tokens could not be read from the database yet; retry later")]
+    TokensUnavailable,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
 }
 
 #[derive(Serialize)]
@@ -105,6 +117,11 @@ impl ApiError {
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::TokensUnavailable => "tokens_unavailable",
+            Self::Conflict(_) => "conflict",
+            Self::Gone(_) => "not_found",
         }
     }
 
@@ -113,7 +130,9 @@ impl ApiError {
             Self::MalformedJson(detail)
             | Self::InvalidHeader(detail)
             | Self::EventTooLarge(detail) => std::slice::from_ref(detail),
-            Self::Validation(details) | Self::InvalidQuery(details) => details,
+            Self::Validation(details) | Self::InvalidQuery(details) | Self::Forbidden(details) => {
+                details
+            }
             _ => &[],
         }
     }
@@ -136,17 +155,12 @@ impl From<BatchError> for ApiError {
                 problem: error.to_string(),
                 ..Detail::default()
             }]),
-            BatchError::Invalid(problems) => Self::Validation(
-                problems
-                    .into_iter()
-                    .map(|problem| Detail {
-                        index: Some(problem.index),
-                        field: problem.field,
-                        problem: problem.problem,
-                        ..Detail::default()
-                    })
-                    .collect(),
-            ),
+            BatchError::Invalid(problems) => {
+                Self::Validation(problems.into_iter().map(Detail::from).collect())
+            }
+            BatchError::Forbidden(problems) => {
+                Self::Forbidden(problems.into_iter().map(Detail::from).collect())
+            }
             BatchError::TooManyEvents { limit } => Self::TooManyEvents { limit },
             BatchError::EventTooLarge { index, limit } => Self::EventTooLarge(Detail {
                 index: Some(index),
@@ -155,6 +169,17 @@ impl From<BatchError> for ApiError {
                 ),
                 ..Detail::default()
             }),
+        }
+    }
+}
+
+impl From<Problem> for Detail {
+    fn from(problem: Problem) -> Self {
+        Self {
+            index: Some(problem.index),
+            field: problem.field,
+            problem: problem.problem,
+            ..Self::default()
         }
     }
 }
@@ -192,9 +217,14 @@ impl ResponseError for ApiError {
             Self::InjectedFailure | Self::Internal(_) | Self::CorruptRow { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::DatabaseUnavailable(_) | Self::OutcomeUnknown(_) | Self::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::DatabaseUnavailable(_)
+            | Self::OutcomeUnknown(_)
+            | Self::Overloaded { .. }
+            | Self::TokensUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::NOT_FOUND,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -214,6 +244,17 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if let Self::MethodNotAllowed { allow } = self {
             response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if let Self::Unauthenticated(failure) = self {
+            // RFC 6750: a presented token that failed is an `invalid_token`.
+            let challenge = match failure {
+                AuthFailure::Missing => r#"Bearer realm="audit-collector""#,
+                _ => r#"Bearer realm="audit-collector", error="invalid_token""#,
+            };
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            ));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((

@@ -1,6 +1,7 @@
 //! The HTTP API of the audit event collector: actix-web handlers over `audit-core`.
 //! This crate alone knows HTTP and the JSON shapes of the API.
 
+pub mod auth;
 pub mod body;
 pub mod errors;
 pub mod http_server;
@@ -14,4 +15,5 @@ pub mod slow_readers;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod token_command;
 pub mod wire;

@@ -1,4 +1,5 @@
-//! `audit-server`: wires configuration, telemetry and the application together.
+//! `audit-server`: wires configuration, telemetry and the application together, or
+//! runs one of its management commands.
 
 use std::path::PathBuf;
 
@@ -8,14 +9,23 @@ use audit_core::config::ConfigSource;
 use audit_server::settings::Settings;
 use audit_server::startup::Application;
 use audit_server::telemetry;
+use audit_server::token_command::{self, TokenArguments};
 
-/// Serve the audit event collector's HTTP API.
+/// Serve the audit event collector's HTTP API, or manage it with a subcommand.
 #[derive(FromArgs)]
 struct Arguments {
     /// config file, TOML, YAML or JSON by its extension; default: $APP_CONFIG, else
     /// ./config.toml or ./config.yml if present
     #[argh(option)]
     config: Option<PathBuf>,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Token(TokenArguments),
 }
 
 #[actix_web::main]
@@ -25,6 +35,9 @@ async fn main() -> anyhow::Result<()> {
     let (settings, unknown_keys) = source
         .load::<Settings>()
         .context("failed to load the configuration")?;
+    if let Some(Command::Token(token)) = arguments.command {
+        return token_command::run(token, &settings).await;
+    }
     let log_control = telemetry::init(&settings.log)?;
     if !unknown_keys.is_empty() {
         tracing::warn!(?unknown_keys, "unknown configuration keys ignored");

@@ -28,6 +28,7 @@ pub const INJECTED_FAILURES_TOTAL: &str = "injected_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
 pub const BUILD_INFO: &str = "audit_collector_build_info";
 pub const DATABASE_READY: &str = "database_ready";
+pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
 
 /// The `path_template` of every request no route matched.
 pub const UNMATCHED_PATH: &str = "__not_matched__";
@@ -96,6 +97,9 @@ fn start_known_counters_at_zero() {
         counter!(CONFIG_RELOADS_TOTAL, "result" => result).absolute(0);
     }
     counter!(INJECTED_FAILURES_TOTAL, "path_template" => EVENTS_PATH).absolute(0);
+    for reason in crate::auth::FAILURE_REASONS {
+        counter!(AUTH_FAILURES_TOTAL, "reason" => *reason).absolute(0);
+    }
     for method in ["GET", "POST"] {
         for code in EXPECTED_SERVER_ERRORS {
             counter!(
@@ -146,6 +150,10 @@ fn describe_metrics() {
         "Deliberate 500 responses made by failure.chance."
     );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result.");
+    describe_counter!(
+        AUTH_FAILURES_TOTAL,
+        "Requests refused by access control (401 and 403), by reason."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the labels carry the build's version."

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use audit_core::access::{self, AUTH_MODE_KEY, Actor, collector_event};
+use audit_core::copy::RowEncoder;
 use audit_core::storage_error::cause_chain;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::metrics::CONFIG_RELOADS_TOTAL;
 use crate::settings::Settings;
@@ -27,7 +29,8 @@ const RESTART_KEYS: &[&str] = &[
     "http.max_inflight_body_bytes",
     "http.backlog",
 ];
-const SECRET_KEYS: &[&str] = &["postgres.dsn"];
+/// Keys whose values never appear in a reload's answer, log line or event.
+const SECRET_KEYS: &[&str] = &["postgres.dsn", "auth.metrics_token"];
 
 #[derive(Debug, Serialize)]
 pub struct ReloadSummary {
@@ -52,8 +55,15 @@ pub enum ReloadError {
 }
 
 /// Reloads and returns what changed; on error the old configuration stays in force.
-pub async fn reload(state: &AppState) -> Result<ReloadSummary, ReloadError> {
+/// A reload that changed something is recorded in the log as `ConfigReloaded`, and a
+/// change of `auth.mode` as `AuthModeChanged`, both by `actor`.
+pub async fn reload(state: &AppState, actor: &Actor) -> Result<ReloadSummary, ReloadError> {
     let outcome = apply(state).await;
+    if let Ok(summary) = &outcome
+        && !summary.changed.is_empty()
+    {
+        record_in_log(state, summary, actor).await;
+    }
     let result = if outcome.is_ok() {
         "success"
     } else {
@@ -65,6 +75,33 @@ pub async fn reload(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         Err(error) => tracing::warn!(%error, "configuration reload refused"),
     }
     outcome
+}
+
+/// Writes the collector's events about a reload; a failure is logged, not returned:
+/// the new settings are in force either way.
+async fn record_in_log(state: &AppState, summary: &ReloadSummary, actor: &Actor) {
+    let runtime = state.runtime();
+    let mut details = Map::new();
+    details.insert(
+        "changed".to_owned(),
+        serde_json::to_value(&summary.changed).unwrap_or(Value::Null),
+    );
+    details.insert(
+        "restart_required".to_owned(),
+        Value::from(summary.restart_required.clone()),
+    );
+    let event = collector_event("ConfigReloaded", actor, details);
+    let mut encoder = RowEncoder::default().written_by(actor.token_name());
+    encoder.push(event.as_event_ref());
+    if let Err(error) = runtime.writer.write(encoder.into_rows()).await {
+        tracing::warn!(error = %cause_chain(&error), "the reload could not be recorded in the log");
+    }
+    if summary.changed.contains_key(AUTH_MODE_KEY) {
+        let mode = runtime.settings.auth.mode.as_str();
+        if let Err(error) = access::record_auth_mode(runtime.repository.pool(), mode, actor).await {
+            tracing::warn!(error = %cause_chain(&error), "the change of auth.mode could not be recorded in the log");
+        }
+    }
 }
 
 async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
@@ -136,10 +173,15 @@ fn summarize(started: &Settings, old: &Settings, new: &Settings) -> ReloadSummar
         if old_value == new_value {
             continue;
         }
-        let change = if SECRET_KEYS.contains(&key.as_str()) {
+        let change = if key == "postgres.dsn" {
             Change {
                 old: Value::String(old.postgres.redacted_dsn()),
                 new: Value::String(new.postgres.redacted_dsn()),
+            }
+        } else if SECRET_KEYS.contains(&key.as_str()) {
+            Change {
+                old: redacted(&old_value),
+                new: redacted(&new_value),
             }
         } else {
             Change {
@@ -157,6 +199,15 @@ fn summarize(started: &Settings, old: &Settings, new: &Settings) -> ReloadSummar
     ReloadSummary {
         changed,
         restart_required,
+    }
+}
+
+/// A secret's value as a change shows it: whether it is set, never what it is.
+fn redacted(value: &Value) -> Value {
+    if value.is_null() {
+        Value::Null
+    } else {
+        Value::from("[redacted]")
     }
 }
 
@@ -191,19 +242,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_summary_lists_changed_keys_and_redacts_the_dsn() {
+    fn the_summary_lists_changed_keys_and_redacts_the_dsn_and_metrics_token() {
         let old = Settings::default();
         let mut new = Settings::default();
         new.failure.chance = 0.5;
         new.port = 9999;
         new.postgres.dsn = "postgres://u:secret@other:5432/audit".to_owned();
+        new.auth.metrics_token = Some("secret-scrape-token".to_owned());
 
         let summary = summarize(&old, &old, &new);
 
         assert_eq!(
             summary.changed.keys().collect::<Vec<_>>(),
-            ["failure.chance", "port", "postgres.dsn"]
+            [
+                "auth.metrics_token",
+                "failure.chance",
+                "port",
+                "postgres.dsn"
+            ]
         );
+        assert_eq!(summary.changed["auth.metrics_token"].new, "[redacted]");
         assert_eq!(summary.changed["failure.chance"].new, 0.5);
         assert_eq!(summary.restart_required, ["port"]);
         let text = serde_json::to_string(&summary).unwrap();

@@ -3,6 +3,7 @@
 //! failure injection, API limits, idempotency, metrics). Loaded by
 //! `audit_core::config::ConfigSource`, like every binary's settings.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use audit_core::batch::BatchLimits;
@@ -24,6 +25,50 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub idempotency: IdempotencySettings,
     pub metrics: MetricsSettings,
+    pub auth: AuthSettings,
+    pub admin: AdminSettings,
+    pub tls: TlsSettings,
+}
+
+/// Who may call the API (see the README's "Securing it").
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// When set, `/metrics` answers only requests that carry it as a bearer token.
+    pub metrics_token: Option<String>,
+    /// How often each server rereads the tokens, which bounds how long a revoked token
+    /// keeps working on a server other than the one that revoked it.
+    pub refresh_interval_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No token needed, as the original service: anyone who reaches the port may write
+    /// and read every application's events.
+    Off,
+    /// Every `/api/*` request needs a bearer token whose scopes cover it.
+    Tokens,
+}
+
+/// The operators' surface: `/metrics`, `/reload` and `/admin/*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminSettings {
+    /// `host:port` of a second, plain-HTTP listener that serves the operators' surface
+    /// alone; the main listener then no longer serves it. Unset: one listener for all.
+    pub listen: Option<String>,
+}
+
+/// TLS on the main listener; both files or neither. A reload rereads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Protection against slow, idle and numerous clients.
@@ -134,7 +179,56 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             idempotency: IdempotencySettings::default(),
             metrics: MetricsSettings::default(),
+            auth: AuthSettings::default(),
+            admin: AdminSettings::default(),
+            tls: TlsSettings::default(),
         }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Off,
+            metrics_token: None,
+            refresh_interval_ms: 250,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms.max(1))
+    }
+}
+
+/// Written by hand: the metrics token must not reach the start-up log line.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthSettings")
+            .field("mode", &self.mode)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("refresh_interval_ms", &self.refresh_interval_ms)
+            .finish()
+    }
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
     }
 }
 
@@ -281,6 +375,21 @@ impl Validate for Settings {
         }
         if self.log.level.trim().is_empty() {
             return invalid("log.level", "must not be empty");
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return invalid("tls", "cert_file and key_file must be set together");
+        }
+        if let Some(token) = &self.auth.metrics_token
+            && token.len() < 16
+        {
+            return invalid("auth.metrics_token", "must be at least 16 characters");
+        }
+        if let Some(listen) = &self.admin.listen
+            && listen
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return invalid("admin.listen", "must be host:port, e.g. 127.0.0.1:9091");
         }
         self.postgres.validate()?;
         self.ingest.validate()

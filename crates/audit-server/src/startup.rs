@@ -7,15 +7,16 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::web;
 use anyhow::Context;
+use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
 use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
-use crate::settings::Settings;
+use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
-use crate::{http_server, metrics, reload, routes};
+use crate::{auth, http_server, metrics, reload, routes};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
@@ -44,6 +45,13 @@ impl Application {
         let listener = bind(&settings.host, settings.port, settings.http.backlog)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        if settings.auth.mode == AuthMode::Off {
+            tracing::warn!(
+                "auth.mode is \"off\": anyone who reaches port {port} may write events as any \
+                 application and read every event; /reload and /admin/* answer callers on \
+                 this host only. Set auth.mode = \"tokens\" (README: \"Securing it\")"
+            );
+        }
         let runtime = Runtime::start(settings).context("failed to set up the database")?;
         let state = web::Data::new(AppState::new(
             runtime,
@@ -76,11 +84,13 @@ impl Application {
         let readiness = tokio::spawn(probe_readiness_periodically(self.state.clone()));
         let cleanup = tokio::spawn(delete_expired_keys_periodically(self.state.clone()));
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
+        let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let result = self.server.await;
         reload_on_hangup.abort();
         readiness.abort();
         cleanup.abort();
         upkeep.abort();
+        tokens.abort();
         result
     }
 }
@@ -141,6 +151,6 @@ async fn reload_on_sighup(state: web::Data<AppState>) {
     };
     while hangups.recv().await.is_some() {
         // The outcome is logged and counted by `reload`; nobody waits for it here.
-        let _ = reload::reload(&state).await;
+        let _ = reload::reload(&state, &Actor::Signal).await;
     }
 }

@@ -10,6 +10,7 @@ use audit_core::repository::EventRepository;
 use audit_core::writer::{EventWriter, WriterLimits};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::TokenCache;
 use crate::body::BodyBudget;
 use crate::metrics::ApplicationLabels;
 use crate::request_log::ClientErrorLines;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub client_error_lines: ClientErrorLines,
     /// The settings the process started with: what runs for keys that need a restart.
     pub started_settings: Settings,
+    /// The access tokens, reread from the database several times a second.
+    pub tokens: TokenCache,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             prometheus,
             reload_lock: tokio::sync::Mutex::new(()),
             client_error_lines: ClientErrorLines::default(),
+            tokens: TokenCache::default(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! A POST body's events as the writer takes them: binary COPY rows, plus how many
-//! events each application sent (for `events_inserted_total`, counted after commit).
+//! events each application sent (for `events_inserted_total`, counted after commit),
+//! and which events the writer may not store.
 
 use std::collections::HashMap;
 
-use crate::batch::EventSink;
+use crate::batch::{EventSink, MAX_REPORTED_PROBLEMS, Problem, WriteGrant};
 use crate::copy::{EncodedRows, RowEncoder};
 use crate::event::EventRef;
 
@@ -11,31 +12,65 @@ use crate::event::EventRef;
 /// hash map instead of a scan of the list.
 const SCAN_LIMIT: usize = 8;
 
-#[derive(Debug, Default)]
-pub struct EncodedBatch {
+#[derive(Debug)]
+pub struct EncodedBatch<'grant> {
     encoder: RowEncoder,
     applications: ApplicationCounts,
+    grant: WriteGrant<'grant>,
+    /// Position of the next event: every event reaches the sink while a batch is
+    /// valid, and a refusal is only reported for a valid batch.
+    next_index: usize,
+    refused: Vec<Problem>,
 }
 
-impl EncodedBatch {
+impl<'grant> EncodedBatch<'grant> {
     /// Room for the rows of a body of this length: a row is shorter than its JSON
     /// (no field names, quotes or text timestamp), so the buffer seldom grows.
-    pub fn for_body(body_length: usize) -> Self {
+    pub fn for_body(body_length: usize, grant: WriteGrant<'grant>) -> Self {
         Self {
-            encoder: RowEncoder::with_capacity(body_length),
+            encoder: RowEncoder::with_capacity(body_length).written_by(grant.token_name),
             applications: ApplicationCounts::default(),
+            grant,
+            next_index: 0,
+            refused: Vec::new(),
         }
     }
 
     pub fn into_parts(self) -> (EncodedRows, Vec<(String, u64)>) {
-        (self.encoder.into_rows(), self.applications.counts)
+        let counts = (self.applications.counts.into_iter())
+            .map(|count| (count.name, count.events))
+            .collect();
+        (self.encoder.into_rows(), counts)
+    }
+
+    /// The events the grant does not cover (the first [`MAX_REPORTED_PROBLEMS`]).
+    pub fn refused(&self) -> &[Problem] {
+        &self.refused
     }
 }
 
-impl EventSink for EncodedBatch {
+impl EventSink for EncodedBatch<'_> {
     fn accept(&mut self, event: EventRef<'_>) {
-        self.encoder.push(event);
-        self.applications.add(event.application_name.as_str());
+        let index = self.next_index;
+        self.next_index += 1;
+        let name = event.application_name.as_str();
+        let applications = self.grant.applications;
+        let allowed = self
+            .applications
+            .add(name, |name| applications.allows(name));
+        if !allowed {
+            if self.refused.len() < MAX_REPORTED_PROBLEMS {
+                self.refused.push(Problem {
+                    index,
+                    field: Some("application_name".to_owned()),
+                    problem: format!("this token may not write events of application {name:?}"),
+                });
+            }
+            return;
+        }
+        if self.refused.is_empty() {
+            self.encoder.push(event);
+        }
     }
 }
 
@@ -43,37 +78,57 @@ impl EventSink for EncodedBatch {
 /// get their own metric label under the limit does not depend on hash order.
 #[derive(Debug, Default)]
 struct ApplicationCounts {
-    counts: Vec<(String, u64)>,
+    counts: Vec<ApplicationCount>,
     /// Positions in `counts`, built once the list is too long to scan.
     positions: HashMap<String, usize>,
 }
 
+#[derive(Debug)]
+struct ApplicationCount {
+    name: String,
+    events: u64,
+    /// Whether the writer may store this application's events, asked once per name.
+    allowed: bool,
+}
+
 impl ApplicationCounts {
-    fn add(&mut self, name: &str) {
+    /// Counts one event of `name` and says whether it may be written, asking
+    /// `allows` the first time the name is seen.
+    fn add(&mut self, name: &str, allows: impl FnOnce(&str) -> bool) -> bool {
         // Batches mostly come from one application: try the last name first.
-        if let Some((last, count)) = self.counts.last_mut()
-            && last == name
+        if let Some(last) = self.counts.last_mut()
+            && last.name == name
         {
-            *count += 1;
-            return;
+            last.events += 1;
+            return last.allowed;
         }
         let position = if self.counts.len() <= SCAN_LIMIT {
-            self.counts.iter().position(|(known, _)| known == name)
+            self.counts.iter().position(|known| known.name == name)
         } else {
             if self.positions.is_empty() {
                 self.positions = (self.counts.iter().enumerate())
-                    .map(|(position, (known, _))| (known.clone(), position))
+                    .map(|(position, known)| (known.name.clone(), position))
                     .collect();
             }
             self.positions.get(name).copied()
         };
         match position {
-            Some(position) => self.counts[position].1 += 1,
+            Some(position) => {
+                let known = &mut self.counts[position];
+                known.events += 1;
+                known.allowed
+            }
             None => {
                 if !self.positions.is_empty() {
                     self.positions.insert(name.to_owned(), self.counts.len());
                 }
-                self.counts.push((name.to_owned(), 1));
+                let allowed = allows(name);
+                self.counts.push(ApplicationCount {
+                    name: name.to_owned(),
+                    events: 1,
+                    allowed,
+                });
+                allowed
             }
         }
     }
@@ -86,9 +141,11 @@ mod tests {
     fn counts_of(names: &[&str]) -> Vec<(String, u64)> {
         let mut counts = ApplicationCounts::default();
         for name in names {
-            counts.add(name);
+            counts.add(name, |_| true);
         }
-        counts.counts
+        (counts.counts.into_iter())
+            .map(|count| (count.name, count.events))
+            .collect()
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::cell::Cell;
 
 use serde::de::DeserializeSeed;
 
+use crate::access::Applications;
 pub use crate::batch::encoded::EncodedBatch;
 use crate::batch::visitors::{BatchSeed, Stop};
 use crate::event::{EventRef, NewEvent};
@@ -54,6 +55,22 @@ impl BatchLimits {
     };
 }
 
+/// Who writes a batch, and which applications' events they may write.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteGrant<'a> {
+    /// Recorded as each event's `token_name`; none when access control is off.
+    pub token_name: Option<&'a str>,
+    pub applications: &'a Applications,
+}
+
+impl WriteGrant<'static> {
+    /// Anyone, any application: access control off.
+    pub const OPEN: Self = Self {
+        token_name: None,
+        applications: &Applications::All,
+    };
+}
+
 /// One thing wrong with one event of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -85,12 +102,25 @@ pub enum BatchError {
     TooManyEvents { limit: usize },
     #[error("event {index} is larger than the limit of {limit} bytes")]
     EventTooLarge { index: usize, limit: usize },
+    /// A valid batch with events of applications the writer may not write (the first
+    /// [`MAX_REPORTED_PROBLEMS`] of them).
+    #[error("the batch holds events of applications this token may not write")]
+    Forbidden(Vec<Problem>),
 }
 
 /// Parses and validates a whole batch into COPY rows, without an allocation per
-/// field; all of it is valid or nothing is returned. This is what `POST` uses.
-pub fn parse_batch(body: &[u8], limits: BatchLimits) -> Result<EncodedBatch, BatchError> {
-    parse_into(body, limits, EncodedBatch::for_body(body.len()))
+/// field; all of it is valid and within the grant, or nothing is returned. This is
+/// what `POST` uses.
+pub fn parse_batch<'grant>(
+    body: &[u8],
+    limits: BatchLimits,
+    grant: WriteGrant<'grant>,
+) -> Result<EncodedBatch<'grant>, BatchError> {
+    let batch = parse_into(body, limits, EncodedBatch::for_body(body.len(), grant))?;
+    if !batch.refused().is_empty() {
+        return Err(BatchError::Forbidden(batch.refused().to_vec()));
+    }
+    Ok(batch)
 }
 
 /// Parses and validates a whole batch into owned events.

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::access::Applications;
 use crate::copy::RowEncoder;
 
 fn limits(max_events: usize) -> BatchLimits {
@@ -72,7 +73,7 @@ fn rows_for_the_writer_encode_exactly_the_parsed_events() {
     ]"#;
 
     let events = parse_events(body.as_bytes(), limits(10)).unwrap();
-    let (rows, per_application) = parse_batch(body.as_bytes(), limits(10))
+    let (rows, per_application) = parse_batch(body.as_bytes(), limits(10), WriteGrant::OPEN)
         .unwrap()
         .into_parts();
 
@@ -93,7 +94,7 @@ fn a_refused_batch_yields_no_rows() {
     let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1},{}]"#;
 
     assert!(matches!(
-        parse_batch(body.as_bytes(), limits(10)),
+        parse_batch(body.as_bytes(), limits(10), WriteGrant::OPEN),
         Err(BatchError::Invalid(_))
     ));
 }
@@ -264,4 +265,69 @@ mod hostile {
             assert!(rejected, "a body nested 100,000 deep was accepted");
         }
     }
+}
+
+#[test]
+fn a_grant_refuses_the_whole_batch_naming_each_event_it_does_not_cover() {
+    let event = |application: &str| {
+        format!(
+            r#"{{"event_ts":"2023-12-05T12:55:52Z","application_name":"{application}","event_kind":"k","payload":1}}"#
+        )
+    };
+    let body = format!(
+        "[{},{},{},{}]",
+        event("a"),
+        event("b"),
+        event("a"),
+        event("c")
+    );
+    let writable = Applications::from_list(vec!["a".to_owned()]).unwrap();
+    let grant = WriteGrant {
+        token_name: Some("writer-a"),
+        applications: &writable,
+    };
+
+    let Err(BatchError::Forbidden(refused)) = parse_batch(body.as_bytes(), limits(10), grant)
+    else {
+        panic!("the batch was not refused");
+    };
+
+    let indexes: Vec<usize> = refused.iter().map(|problem| problem.index).collect();
+    assert_eq!(indexes, [1, 3]);
+    assert!(refused[0].problem.contains(r#""b""#), "{:?}", refused[0]);
+    assert_eq!(refused[0].field.as_deref(), Some("application_name"));
+}
+
+#[test]
+fn an_invalid_batch_is_reported_as_invalid_before_any_refusal() {
+    let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"b","event_kind":"k","payload":1},{}]"#;
+    let nothing = Applications::Only(Vec::new());
+    let grant = WriteGrant {
+        token_name: Some("reader"),
+        applications: &nothing,
+    };
+
+    assert!(matches!(
+        parse_batch(body.as_bytes(), limits(10), grant),
+        Err(BatchError::Invalid(_))
+    ));
+}
+
+#[test]
+fn rows_of_a_granted_batch_record_the_token() {
+    let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1}]"#;
+    let grant = WriteGrant {
+        token_name: Some("writer-a"),
+        applications: &Applications::All,
+    };
+
+    let (rows, _) = parse_batch(body.as_bytes(), limits(10), grant)
+        .unwrap()
+        .into_parts();
+
+    assert!(
+        rows.bytes.ends_with(b"\0\0\0\x08writer-a"),
+        "{:?}",
+        rows.bytes
+    );
 }

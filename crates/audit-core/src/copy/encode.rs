@@ -13,7 +13,9 @@ use crate::event::{EventRef, NewEvent};
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end-of-data marker: a field count of -1.
 const TRAILER: &[u8] = &[0xff, 0xff];
-const FIELD_COUNT: i16 = 4;
+const FIELD_COUNT: i16 = 5;
+/// A field's length when it is NULL.
+const NULL_LENGTH: i32 = -1;
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
 /// The first buffer of a stream encoder.
@@ -32,6 +34,9 @@ pub struct EncodedRows {
 pub struct RowEncoder {
     buffer: BytesMut,
     rows: u64,
+    /// The token every row is written by (`token_name`); none when access control is
+    /// off.
+    token_name: Option<String>,
 }
 
 /// Encodes a whole COPY stream: the header first, then rows, taken in chunks as they
@@ -47,7 +52,14 @@ impl RowEncoder {
         Self {
             buffer: BytesMut::with_capacity(bytes),
             rows: 0,
+            token_name: None,
         }
+    }
+
+    /// Records `token_name` as the writer of every row pushed from now on.
+    pub fn written_by(mut self, token_name: Option<&str>) -> Self {
+        self.token_name = token_name.map(str::to_owned);
+        self
     }
 
     /// These events' rows, in a buffer sized for exactly them: a request's rows wait
@@ -66,7 +78,7 @@ impl RowEncoder {
     }
 
     pub fn push(&mut self, event: EventRef<'_>) {
-        put_row(&mut self.buffer, event);
+        put_row(&mut self.buffer, event, self.token_name.as_deref());
         self.rows += 1;
     }
 
@@ -88,7 +100,7 @@ impl StreamEncoder {
     }
 
     pub fn push(&mut self, event: EventRef<'_>) {
-        put_row(&mut self.buffer, event);
+        put_row(&mut self.buffer, event, None);
     }
 
     /// Bytes encoded and not yet taken.
@@ -121,7 +133,7 @@ pub fn framed_rows(rows: impl IntoIterator<Item = Bytes>) -> impl Iterator<Item 
         .chain(std::iter::once(Bytes::from_static(TRAILER)))
 }
 
-fn put_row(buffer: &mut BytesMut, event: EventRef<'_>) {
+fn put_row(buffer: &mut BytesMut, event: EventRef<'_>, token_name: Option<&str>) {
     let micros = (event.event_ts.as_offset_date_time() - POSTGRES_EPOCH).whole_microseconds();
     buffer.put_i16(FIELD_COUNT);
     buffer.put_i32(8);
@@ -130,6 +142,10 @@ fn put_row(buffer: &mut BytesMut, event: EventRef<'_>) {
     put_text(buffer, event.application_name.as_str());
     put_text(buffer, event.event_kind.as_str());
     put_text(buffer, event.payload.as_json_text());
+    match token_name {
+        Some(name) => put_text(buffer, name),
+        None => buffer.put_i32(NULL_LENGTH),
+    }
 }
 
 fn put_text(buffer: &mut BytesMut, text: &str) {
@@ -139,10 +155,10 @@ fn put_text(buffer: &mut BytesMut, text: &str) {
     buffer.put_slice(text.as_bytes());
 }
 
-/// The exact size of one encoded row: field count, four length prefixes, the
-/// timestamp and the three texts.
+/// The exact size of one encoded row without a token: field count, five length
+/// prefixes, the timestamp and the three texts.
 fn encoded_length(event: EventRef<'_>) -> usize {
-    2 + 4 * 4
+    2 + 5 * 4
         + 8
         + event.application_name.as_str().len()
         + event.event_kind.as_str().len()
@@ -207,17 +223,32 @@ mod tests {
     }
 
     #[test]
-    fn a_row_is_encoded_as_four_length_prefixed_fields() {
+    fn a_row_is_encoded_as_five_length_prefixed_fields_with_a_null_token() {
         let event = sample_event("a", "k", "1");
 
         let rows = RowEncoder::for_events(&[event]).into_rows();
 
-        let mut expected = vec![0, 4, 0, 0, 0, 8];
+        let mut expected = vec![0, 5, 0, 0, 0, 8];
         expected.extend_from_slice(&1_000_000i64.to_be_bytes());
         for text in ["a", "k", "1"] {
             expected.extend_from_slice(&1i32.to_be_bytes());
             expected.extend_from_slice(text.as_bytes());
         }
+        expected.extend_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(rows.bytes.as_ref(), expected.as_slice());
+    }
+
+    #[test]
+    fn rows_written_by_a_token_carry_its_name_as_the_fifth_field() {
+        let event = sample_event("a", "k", "1");
+        let mut encoder = RowEncoder::default().written_by(Some("ci"));
+
+        encoder.push(event.as_event_ref());
+
+        let untokened = RowEncoder::for_events(&[event]).into_rows();
+        let mut expected = untokened.bytes[..untokened.bytes.len() - 4].to_vec();
+        expected.extend_from_slice(&2i32.to_be_bytes());
+        expected.extend_from_slice(b"ci");
+        assert_eq!(encoder.into_rows().bytes.as_ref(), expected.as_slice());
     }
 }

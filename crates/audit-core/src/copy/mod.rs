@@ -12,5 +12,5 @@ pub use crate::copy::copy_in::{CopyTarget, copy_in};
 pub use crate::copy::encode::{EncodedRows, RowEncoder, StreamEncoder, framed_rows};
 
 /// The COPY statement that reads what the encoders write.
-pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload) \
-     FROM STDIN (FORMAT binary)";
+pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload, \
+     token_name) FROM STDIN (FORMAT binary)";

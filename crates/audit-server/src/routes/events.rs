@@ -5,13 +5,14 @@ use std::time::Instant;
 
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use audit_core::batch::parse_batch;
+use audit_core::batch::{BatchError, parse_batch};
 use audit_core::copy::EncodedRows;
 use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome, KeyedWrite};
 use audit_core::storage_error::call_deadline;
 use metrics::{counter, histogram};
 use sha2::{Digest, Sha256};
 
+use crate::auth;
 use crate::body::{BodyLimits, read_limited};
 use crate::errors::{ApiError, Detail};
 use crate::metrics::{
@@ -35,6 +36,8 @@ pub async fn post_events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
+    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
+    caller.require_some_write()?;
     let key = idempotency_key(&request)?;
     let limits = BodyLimits {
         max_bytes: runtime.settings.api.max_body_bytes,
@@ -43,7 +46,17 @@ pub async fn post_events(
     };
     // The reservation lives until the response: the encoded rows take memory too.
     let (body, _reservation) = read_limited(&request, payload, limits, &state.body_budget).await?;
-    let batch = parse_batch(&body, runtime.settings.api.batch_limits())?;
+    let batch = parse_batch(
+        &body,
+        runtime.settings.api.batch_limits(),
+        caller.write_grant(),
+    )
+    .map_err(|error| match error {
+        BatchError::Forbidden(refused) => {
+            auth::forbidden_events(refused.into_iter().map(Detail::from).collect())
+        }
+        other => ApiError::from(other),
+    })?;
     // As the original: a malformed request is refused every time, and only then is
     // the failure drawn; nothing is stored before the draw, so a retry stays safe.
     inject_failure(&runtime)?;
@@ -136,6 +149,8 @@ pub async fn get_events(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = state.runtime();
+    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
+    caller.require_some_read()?;
     let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
     inject_failure(&runtime)?;
     // One row more than asked says whether a next page exists.
@@ -145,7 +160,9 @@ pub async fn get_events(
         "select_page",
         runtime
             .repository
-            .read_page(query.page_token, limit, |event| page.accept(event)),
+            .read_page(caller.read_scope(), query.page_token, limit, |event| {
+                page.accept(event)
+            }),
     )
     .await?;
     let mut response = HttpResponse::Ok();

@@ -1,13 +1,17 @@
 //! Operational endpoints: liveness, readiness, metrics and reload. None of them is
-//! subject to failure injection.
+//! subject to failure injection; `/reload` needs an admin (see `auth`), `/metrics` the
+//! metrics token when one is set.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use audit_core::storage_error::{StorageError, cause_chain};
 use audit_core::writer::WriterStatus;
 use serde_json::json;
 
+use crate::auth;
+use crate::errors::ApiError;
 use crate::metrics::{DATABASE_READY, DB_POOL_CONNECTIONS, DB_POOL_MAX_SIZE, DB_POOL_WAITING};
 use crate::reload::{self, ReloadError};
+use crate::settings::AuthMode;
 use crate::state::AppState;
 
 pub async fn health() -> HttpResponse {
@@ -19,6 +23,8 @@ pub async fn health() -> HttpResponse {
 pub enum NotReady {
     Database(StorageError),
     Writer(WriterStatus),
+    /// Tokens are required and were never read: every API request would get 503.
+    TokensNotLoaded,
 }
 
 #[tracing::instrument(name = "ready", skip_all)]
@@ -26,18 +32,31 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let Err(not_ready) = probe_readiness(&state).await else {
         return HttpResponse::Ok().json(json!({ "status": "ready" }));
     };
+    // The reason is a stable code and a fixed sentence: the database's own error text
+    // can name hosts, users and schema, so it goes to the log only.
     let (reason, message) = match &not_ready {
         NotReady::Database(error @ StorageError::SchemaNotReady { .. }) => {
-            ("migrations_pending", cause_chain(error))
+            tracing::warn!(error = %cause_chain(error), "not ready");
+            (
+                "migrations_pending",
+                "the database schema is older than this build; run audit-migrate",
+            )
         }
-        NotReady::Database(error) => ("database_unavailable", cause_chain(error)),
+        NotReady::Database(error) => {
+            tracing::warn!(error = %cause_chain(error), "not ready");
+            ("database_unavailable", "the database does not answer")
+        }
         NotReady::Writer(WriterStatus::Restarting) => (
             "writer_restarting",
-            "an event writer died and is being restarted".to_owned(),
+            "an event writer died and is being restarted",
         ),
         NotReady::Writer(_) => (
             "writes_failing",
-            "the most recent writes failed and none succeeded since".to_owned(),
+            "the most recent writes failed and none succeeded since",
+        ),
+        NotReady::TokensNotLoaded => (
+            "tokens_not_loaded",
+            "auth.mode is \"tokens\" and the tokens were not read yet",
         ),
     };
     HttpResponse::ServiceUnavailable()
@@ -57,6 +76,11 @@ pub async fn probe_readiness(state: &AppState) -> Result<(), NotReady> {
     let outcome = match runtime.repository.check_ready().await {
         Err(error) => Err(NotReady::Database(error)),
         Ok(()) => match runtime.writer.status() {
+            WriterStatus::Healthy
+                if runtime.settings.auth.mode == AuthMode::Tokens && !state.tokens.is_loaded() =>
+            {
+                Err(NotReady::TokensNotLoaded)
+            }
             WriterStatus::Healthy => Ok(()),
             status => Err(NotReady::Writer(status)),
         },
@@ -65,7 +89,13 @@ pub async fn probe_readiness(state: &AppState) -> Result<(), NotReady> {
     outcome
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.runtime_ref().settings.auth.metrics_token {
+        auth::check_static_token(&request, expected)?;
+    }
     // Pool gauges are read at scrape time: they describe the pool now.
     let status = state.runtime().repository.pool().status();
     let in_use = status.size.saturating_sub(status.available);
@@ -74,13 +104,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!(DB_POOL_WAITING).set(status.waiting as f64);
     metrics::gauge!(DB_POOL_MAX_SIZE).set(status.max_size as f64);
     crate::metrics::collect_process_metrics();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.prometheus.render())
+        .body(state.prometheus.render()))
 }
 
-pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
-    match reload::reload(&state).await {
+pub async fn reload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mode = state.runtime_ref().settings.auth.mode;
+    let actor = auth::admin_actor(&state.tokens, mode, &request)?;
+    Ok(match reload::reload(&state, &actor).await {
         Ok(summary) => HttpResponse::Ok().json(json!({
             "status": "reloaded",
             "changed": summary.changed,
@@ -97,7 +132,7 @@ pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
                 "details": [],
             }))
         }
-    }
+    })
 }
 
 /// The OpenAPI 3 document of this API, kept in the repository beside the code.

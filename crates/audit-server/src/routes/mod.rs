@@ -2,6 +2,7 @@
 
 use actix_web::web;
 
+mod admin;
 mod events;
 mod fallback;
 mod internal;
@@ -11,6 +12,8 @@ pub use internal::probe_readiness;
 
 /// The route patterns, also used as `path_template` metric labels.
 pub const EVENTS_PATH: &str = "/api/event";
+pub const ADMIN_TOKENS_PATH: &str = "/admin/tokens";
+pub const ADMIN_TOKEN_PATH: &str = "/admin/tokens/{name}";
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -39,6 +42,17 @@ pub fn configure(config: &mut web::ServiceConfig) {
             "/reload",
             "POST",
             web::post().to(internal::reload),
+        ))
+        .service(
+            web::resource(ADMIN_TOKENS_PATH)
+                .route(web::get().to(admin::list_tokens))
+                .route(web::post().to(admin::create_token))
+                .default_service(fallback::method_not_allowed("GET, POST")),
+        )
+        .service(internal_resource(
+            ADMIN_TOKEN_PATH,
+            "DELETE",
+            web::delete().to(admin::revoke_token),
         ))
         .service(internal_resource(
             "/openapi.json",
