@@ -5,6 +5,8 @@
 // Every other workspace lint applies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
+mod access_process;
 mod failure_injection;
 mod generate;
 mod get_event;

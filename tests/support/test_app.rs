@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use actix_web::web;
+use audit_core::access::{self, Actor, TokenRequest};
 use audit_core::config::ConfigSource;
-use audit_server::settings::Settings;
+use audit_server::auth::upkeep::reread_tokens;
+use audit_server::settings::{AuthMode, Settings};
 use audit_server::startup::Application;
 use audit_server::state::AppState;
 use audit_server::telemetry::LogControl;
@@ -46,6 +48,17 @@ pub fn write_config_text(file: &mut tempfile::NamedTempFile, text: &str) {
     std::io::Seek::rewind(handle).unwrap();
     handle.write_all(text.as_bytes()).unwrap();
     handle.sync_all().unwrap();
+}
+
+/// Spawns the application with `auth.mode = "tokens"`, once it has read the tokens.
+pub async fn spawn_app_with_tokens(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = spawn_app_with(|settings| {
+        settings.auth.mode = AuthMode::Tokens;
+        customize(settings);
+    })
+    .await;
+    app.wait_for_tokens().await;
+    app
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -147,6 +160,68 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("{path} did not answer {wanted} within {limit:?}");
+    }
+
+    /// Waits until the server has read the tokens at least once.
+    pub async fn wait_for_tokens(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.state.tokens.is_loaded() {
+            assert!(tokio::time::Instant::now() < deadline, "tokens never read");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Creates a token as the command line does and returns its secret; this server
+    /// knows it when this returns.
+    pub async fn create_token(&self, request: TokenRequest) -> String {
+        let token = request
+            .into_new_token(time::OffsetDateTime::now_utc())
+            .unwrap();
+        let secret =
+            access::create_token(self.state.runtime().repository.pool(), &token, &Actor::Cli)
+                .await
+                .unwrap();
+        reread_tokens(&self.state).await.unwrap();
+        secret.expose().to_owned()
+    }
+
+    /// A token that may write the given applications, and nothing else.
+    pub async fn writer_of(&self, name: &str, applications: &[&str]) -> String {
+        self.create_token(TokenRequest {
+            name: name.to_owned(),
+            write: applications.iter().map(|name| (*name).to_owned()).collect(),
+            ..TokenRequest::default()
+        })
+        .await
+    }
+
+    /// A token that may read the given applications, and nothing else.
+    pub async fn reader_of(&self, name: &str, applications: &[&str]) -> String {
+        self.create_token(TokenRequest {
+            name: name.to_owned(),
+            read: applications.iter().map(|name| (*name).to_owned()).collect(),
+            ..TokenRequest::default()
+        })
+        .await
+    }
+
+    pub async fn post_events_as(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/event"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_events_as(&self, token: &str, query: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/api/event{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn metrics_text(&self) -> String {
