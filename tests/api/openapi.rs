@@ -42,20 +42,37 @@ async fn the_served_document_is_the_one_in_the_repository() {
 async fn every_documented_operation_exists_and_no_other_method_does() {
     let app = spawn_app().await;
 
-    for (path, methods) in documented_routes(&repository_document()) {
+    for (template, methods) in documented_routes(&repository_document()) {
+        let path = template.replace("{name}", "nobody");
         for method in &methods {
             let request = app
                 .http
                 .request(method.parse().unwrap(), app.url(&path))
                 .body(if method == "POST" { "[]" } else { "" });
-            let status = request.send().await.unwrap().status();
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            // 404 from the route table says `not_found`; a route may answer 404 of
+            // its own (an unknown token name) with another code.
+            let text = response.text().await.unwrap();
+            let code = serde_json::from_str::<Value>(&text).map(|body| body["error"].clone());
+            let code = code.unwrap_or(Value::Null);
             assert!(
-                status != 404 && status != 405,
+                status != 405 && !(status == 404 && code == "not_found"),
                 "{method} {path} answered {status}"
             );
         }
-        let other = app.http.delete(app.url(&path)).send().await.unwrap();
-        assert_eq!(other.status(), 405, "DELETE {path}");
+        // A method the path does not have: DELETE, or PATCH where DELETE is one.
+        let other = if methods.contains(&"DELETE".to_owned()) {
+            "PATCH"
+        } else {
+            "DELETE"
+        };
+        let other = (app.http)
+            .request(other.parse().unwrap(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 405, "{other:?} {path}");
         let allow = other.headers()["allow"].to_str().unwrap().to_owned();
         let mut allowed: Vec<String> = allow.split(", ").map(str::to_owned).collect();
         allowed.sort();

@@ -121,7 +121,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::TokensUnavailable => "tokens_unavailable",
             Self::Conflict(_) => "conflict",
-            Self::Gone(_) => "not_found",
+            Self::Gone(_) => "token_not_found",
         }
     }
 

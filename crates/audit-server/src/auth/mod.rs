@@ -210,3 +210,70 @@ pub fn forbidden_events(details: Vec<Detail>) -> ApiError {
     counter!(AUTH_FAILURES_TOTAL, "reason" => "forbidden").increment(1);
     ApiError::Forbidden(details)
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn from_peer(peer: &str) -> HttpRequest {
+        TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .to_http_request()
+    }
+
+    #[test]
+    fn with_access_control_off_only_a_peer_on_this_host_may_administer() {
+        let cache = TokenCache::default();
+
+        for local in ["127.0.0.1:4000", "[::1]:4000"] {
+            let actor = admin_actor(&cache, AuthMode::Off, &from_peer(local)).unwrap();
+            assert_eq!(actor, Actor::Loopback);
+        }
+        for remote in ["192.0.2.7:4000", "[2001:db8::1]:4000"] {
+            let refused = admin_actor(&cache, AuthMode::Off, &from_peer(remote));
+            assert!(matches!(refused, Err(ApiError::Forbidden(_))), "{remote}");
+        }
+    }
+
+    #[test]
+    fn with_tokens_a_loopback_peer_needs_a_token_like_anyone() {
+        let cache = TokenCache::default();
+        cache.replace(Vec::new());
+
+        let refused = admin_actor(&cache, AuthMode::Tokens, &from_peer("127.0.0.1:4000"));
+
+        assert!(matches!(
+            refused,
+            Err(ApiError::Unauthenticated(AuthFailure::Missing))
+        ));
+    }
+
+    #[test]
+    fn only_one_bearer_header_is_a_token() {
+        let request = |values: &[&str]| {
+            let mut request = TestRequest::default();
+            for value in values {
+                request = request.append_header((AUTHORIZATION, *value));
+            }
+            request.to_http_request()
+        };
+
+        assert_eq!(bearer_token(&request(&["Bearer abc"])), Ok("abc"));
+        assert_eq!(bearer_token(&request(&["bearer abc"])), Ok("abc"));
+        assert_eq!(bearer_token(&request(&[])), Err(AuthFailure::Missing));
+        for malformed in [
+            &["Basic abc"][..],
+            &["Bearer"],
+            &["Bearer  "],
+            &["Bearer a", "Bearer b"],
+        ] {
+            assert_eq!(
+                bearer_token(&request(malformed)),
+                Err(AuthFailure::Malformed),
+                "{malformed:?}"
+            );
+        }
+    }
+}
