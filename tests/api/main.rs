@@ -15,6 +15,7 @@ mod hostile_input;
 mod idempotency;
 mod internal;
 mod listener;
+mod listeners_tls;
 mod migrate;
 mod openapi;
 mod outage;

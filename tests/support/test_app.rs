@@ -18,6 +18,8 @@ use crate::test_database::TestDatabase;
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:port` of the operators' listener, when `admin.listen` is set.
+    pub operators_address: Option<String>,
     /// The running service's shared state, for tests that reach into it.
     pub state: web::Data<AppState>,
     pub http: reqwest::Client,
@@ -85,10 +87,13 @@ pub async fn spawn_app_on(
     let (loaded, _) = source.load::<Settings>().unwrap();
     let application = Application::build(loaded, source, LogControl::default()).unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
+    let operators_address =
+        (application.operators_port()).map(|port| format!("http://127.0.0.1:{port}"));
     let state = application.state();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
+        operators_address,
         state,
         http: reqwest::Client::new(),
         database,

@@ -15,5 +15,6 @@ pub mod slow_readers;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod token_command;
 pub mod wire;

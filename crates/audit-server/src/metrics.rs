@@ -32,9 +32,10 @@ pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
 
 /// The `path_template` of every request no route matched.
 pub const UNMATCHED_PATH: &str = "__not_matched__";
-/// The `scheme` label of the `http_*` series, as the original sets it. The listener
-/// serves plain HTTP only, so it is one value.
+/// The `scheme` label of the `http_*` series, as the original sets it: `http`, or
+/// `https` on a TLS listener.
 pub const SCHEME: &str = "http";
+pub const TLS_SCHEME: &str = "https";
 /// The `application` label once the configured number of names is reached.
 pub const OTHER_APPLICATION: &str = "__other__";
 

@@ -49,7 +49,10 @@ pub async fn observe_request(
     let route = request
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
-    let metrics = route_metrics(method, &route);
+    let scheme = request
+        .app_data::<ListenerScheme>()
+        .map_or(SCHEME, |listener| listener.0);
+    let metrics = route_metrics(scheme, method, &route);
     let state = request.app_data::<web::Data<AppState>>().cloned();
     metrics.requests.increment(1);
     metrics.in_progress.increment(1.0);
@@ -83,7 +86,7 @@ pub async fn observe_request(
             HTTP_EXCEPTIONS_TOTAL,
             "method" => method,
             "path_template" => route.clone(),
-            "scheme" => SCHEME,
+            "scheme" => scheme,
             "exception_type" => error_code.unwrap_or("other")
         )
         .increment(1);
@@ -122,6 +125,7 @@ impl Drop for InProgress {
 /// thread instead of once per request. Methods, routes and status codes are bounded
 /// sets, so the cache is too.
 struct RouteMetrics {
+    scheme: &'static str,
     requests: Counter,
     in_progress: Gauge,
     by_status: RefCell<HashMap<StatusCode, StatusMetrics>>,
@@ -135,13 +139,14 @@ struct StatusMetrics {
 }
 
 impl RouteMetrics {
-    fn new(method: &'static str, route: &str) -> Self {
+    fn new(scheme: &'static str, method: &'static str, route: &str) -> Self {
         let labels = [
             ("method", method.to_owned()),
             ("path_template", route.to_owned()),
-            ("scheme", SCHEME.to_owned()),
+            ("scheme", scheme.to_owned()),
         ];
         Self {
+            scheme,
             requests: counter!(HTTP_REQUESTS_TOTAL, &labels),
             in_progress: gauge!(HTTP_REQUESTS_IN_PROGRESS, &labels),
             by_status: RefCell::default(),
@@ -156,7 +161,7 @@ impl RouteMetrics {
                 let labels = [
                     ("method", method.to_owned()),
                     ("path_template", route.to_owned()),
-                    ("scheme", SCHEME.to_owned()),
+                    ("scheme", self.scheme.to_owned()),
                     ("status_code", status.as_str().to_owned()),
                 ];
                 StatusMetrics {
@@ -168,26 +173,35 @@ impl RouteMetrics {
     }
 }
 
+/// Handles of one route pattern, by scheme and method.
+type RouteCache = HashMap<String, HashMap<(&'static str, &'static str), Rc<RouteMetrics>>>;
+
 thread_local! {
-    /// Route pattern -> method -> handles, per worker thread.
-    static ROUTE_METRICS: RefCell<HashMap<String, HashMap<&'static str, Rc<RouteMetrics>>>> =
-        RefCell::default();
+    /// Route pattern -> (scheme, method) -> handles, per worker thread.
+    static ROUTE_METRICS: RefCell<RouteCache> = RefCell::default();
 }
 
-fn route_metrics(method: &'static str, route: &str) -> Rc<RouteMetrics> {
+fn route_metrics(scheme: &'static str, method: &'static str, route: &str) -> Rc<RouteMetrics> {
     ROUTE_METRICS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(found) = cache.get(route).and_then(|by_method| by_method.get(method)) {
+        let key = (scheme, method);
+        if let Some(found) = cache.get(route).and_then(|by_key| by_key.get(&key)) {
             return Rc::clone(found);
         }
-        let metrics = Rc::new(RouteMetrics::new(method, route));
+        let metrics = Rc::new(RouteMetrics::new(scheme, method, route));
         cache
             .entry(route.to_owned())
             .or_default()
-            .insert(method, Rc::clone(&metrics));
+            .insert(key, Rc::clone(&metrics));
         metrics
     })
 }
+
+/// The `scheme` label of a listener's requests (`http` when absent): set by the
+/// server per listener, never taken from a request's headers, which a client could
+/// fill with any value.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerScheme(pub &'static str);
 
 fn is_sane_request_id(value: &str) -> bool {
     !value.is_empty()

@@ -16,6 +16,7 @@ use crate::metrics::CONFIG_RELOADS_TOTAL;
 use crate::settings::Settings;
 use crate::state::{AppState, Runtime};
 use crate::telemetry;
+use crate::tls::{NewCertificate, ReloadableCertificate};
 
 /// Keys whose new value only takes effect after a restart.
 const RESTART_KEYS: &[&str] = &[
@@ -28,6 +29,7 @@ const RESTART_KEYS: &[&str] = &[
     "http.max_connections_per_worker",
     "http.max_inflight_body_bytes",
     "http.backlog",
+    "admin.listen",
 ];
 /// Keys whose values never appear in a reload's answer, log line or event.
 const SECRET_KEYS: &[&str] = &["postgres.dsn", "auth.metrics_token"];
@@ -128,6 +130,7 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         )));
     }
     let summary = summarize(&state.started_settings, &current.settings, &settings);
+    let certificate = read_certificate(state, &settings)?;
     let storage_unchanged = settings.postgres == current.settings.postgres
         && settings.ingest == current.settings.ingest;
     let runtime = if storage_unchanged {
@@ -139,8 +142,34 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         .log_control
         .apply(filter)
         .map_err(|error| ReloadError::Invalid(error.to_string()))?;
+    if let (Some(in_force), Some(certificate)) = (&state.certificate, certificate) {
+        in_force.replace(certificate);
+    }
     state.replace_runtime(runtime);
     Ok(summary)
+}
+
+/// Rereads the TLS certificate and key, so that a renewed certificate can be served
+/// to new connections once the reload succeeds; turning TLS on or off needs a restart.
+fn read_certificate(
+    state: &AppState,
+    settings: &Settings,
+) -> Result<Option<NewCertificate>, ReloadError> {
+    match (
+        &state.certificate,
+        &settings.tls.cert_file,
+        &settings.tls.key_file,
+    ) {
+        (Some(_), Some(cert_file), Some(key_file)) => {
+            ReloadableCertificate::read(cert_file, key_file)
+                .map(Some)
+                .map_err(|error| ReloadError::Invalid(format!("{error:#}")))
+        }
+        (None, None, _) => Ok(None),
+        _ => Err(ReloadError::Invalid(
+            "turning TLS on or off needs a restart; nothing was changed".to_owned(),
+        )),
+    }
 }
 
 /// Starts new storage and proves it reaches a migrated database before it is used.

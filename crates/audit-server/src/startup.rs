@@ -2,6 +2,7 @@
 //! exactly what ships.
 
 use std::net::{TcpListener, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -13,9 +14,11 @@ use audit_core::idempotency;
 use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
+use crate::http_server::Listeners;
 use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
+use crate::tls::{self, ReloadableCertificate};
 use crate::{auth, http_server, metrics, reload, routes};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
@@ -28,6 +31,7 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
+    operators_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,
 }
@@ -45,6 +49,28 @@ impl Application {
         let listener = bind(&settings.host, settings.port, settings.http.backlog)
             .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        let operators = match &settings.admin.listen {
+            None => None,
+            Some(address) => Some(
+                bind_address(address, settings.http.backlog)
+                    .with_context(|| format!("failed to bind admin.listen {address}"))?,
+            ),
+        };
+        let operators_port = match &operators {
+            Some(listener) => Some(listener.local_addr()?.port()),
+            None => None,
+        };
+        let certificate = match (&settings.tls.cert_file, &settings.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(Arc::new(
+                ReloadableCertificate::load(cert_file, key_file)
+                    .context("failed to load the TLS certificate")?,
+            )),
+            _ => None,
+        };
+        let tls = match &certificate {
+            Some(certificate) => Some(Arc::new(tls::server_config(certificate.clone())?)),
+            None => None,
+        };
         if settings.auth.mode == AuthMode::Off {
             tracing::warn!(
                 "auth.mode is \"off\": anyone who reaches port {port} may write events as any \
@@ -58,11 +84,17 @@ impl Application {
             config_source,
             log_control,
             prometheus,
+            certificate,
         ));
-
-        let server = http_server::serve(listener, state.clone()).context("failed to listen")?;
+        let listeners = Listeners {
+            main: listener,
+            tls,
+            operators,
+        };
+        let server = http_server::serve(listeners, state.clone()).context("failed to listen")?;
         Ok(Self {
             port,
+            operators_port,
             server,
             state,
         })
@@ -70,6 +102,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the operators' listener, when `admin.listen` is set.
+    pub fn operators_port(&self) -> Option<u16> {
+        self.operators_port
     }
 
     /// The state the handlers share, for tests that reach into the running service.
@@ -99,7 +136,16 @@ impl Application {
 /// `TcpListener::bind` always asks for 128, and a burst of connections beyond the
 /// backlog is dropped by the kernel before the server sees it.
 fn bind(host: &str, port: u16, backlog: u32) -> anyhow::Result<TcpListener> {
-    let address = (host, port)
+    listen_on((host, port), backlog)
+}
+
+/// Binds `host:port` text, as `admin.listen` gives it.
+fn bind_address(address: &str, backlog: u32) -> anyhow::Result<TcpListener> {
+    listen_on(address, backlog)
+}
+
+fn listen_on(address: impl ToSocketAddrs, backlog: u32) -> anyhow::Result<TcpListener> {
+    let address = address
         .to_socket_addrs()?
         .next()
         .context("the host name resolves to no address")?;

@@ -16,6 +16,7 @@ use crate::metrics::ApplicationLabels;
 use crate::request_log::ClientErrorLines;
 use crate::settings::Settings;
 use crate::telemetry::LogControl;
+use crate::tls::ReloadableCertificate;
 
 /// The settings in force and the storage built from them. A reload swaps in a new
 /// one; requests in flight keep the one they started with, pool and writer included.
@@ -78,6 +79,8 @@ pub struct AppState {
     pub started_settings: Settings,
     /// The access tokens, reread from the database several times a second.
     pub tokens: TokenCache,
+    /// The TLS certificate of the main listener, which a reload rereads.
+    pub certificate: Option<Arc<ReloadableCertificate>>,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
         config_source: ConfigSource,
         log_control: LogControl,
         prometheus: PrometheusHandle,
+        certificate: Option<Arc<ReloadableCertificate>>,
     ) -> Self {
         Self {
             body_budget: BodyBudget::new(runtime.settings.http.max_inflight_body_bytes),
@@ -98,6 +102,7 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             client_error_lines: ClientErrorLines::default(),
             tokens: TokenCache::default(),
+            certificate,
         }
     }
 

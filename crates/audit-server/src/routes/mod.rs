@@ -15,50 +15,68 @@ pub const EVENTS_PATH: &str = "/api/event";
 pub const ADMIN_TOKENS_PATH: &str = "/admin/tokens";
 pub const ADMIN_TOKEN_PATH: &str = "/admin/tokens/{name}";
 
-pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .service(
-            web::resource(EVENTS_PATH)
-                .route(web::get().to(events::get_events))
-                .route(web::post().to(events::post_events))
-                .default_service(fallback::method_not_allowed("GET, POST")),
-        )
-        .service(internal_resource(
-            "/health",
-            "GET",
-            web::get().to(internal::health),
-        ))
-        .service(internal_resource(
-            "/ready",
-            "GET",
-            web::get().to(internal::ready),
-        ))
-        .service(internal_resource(
-            "/metrics",
-            "GET",
-            web::get().to(internal::metrics),
-        ))
-        .service(internal_resource(
-            "/reload",
-            "POST",
-            web::post().to(internal::reload),
-        ))
-        .service(
-            web::resource(ADMIN_TOKENS_PATH)
-                .route(web::get().to(admin::list_tokens))
-                .route(web::post().to(admin::create_token))
-                .default_service(fallback::method_not_allowed("GET, POST")),
-        )
-        .service(internal_resource(
-            ADMIN_TOKEN_PATH,
-            "DELETE",
-            web::delete().to(admin::revoke_token),
-        ))
-        .service(internal_resource(
-            "/openapi.json",
-            "GET",
-            web::get().to(internal::openapi),
-        ));
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything, on one listener (no `admin.listen`).
+    All,
+    /// The main listener beside an operators' one: the API, probes and the document.
+    Public,
+    /// The operators' listener: `/metrics`, `/reload`, `/admin/*`, and `/health`.
+    Operators,
+}
+
+pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
+    let public = surface != Surface::Operators;
+    let operators = surface != Surface::Public;
+    if public {
+        config
+            .service(
+                web::resource(EVENTS_PATH)
+                    .route(web::get().to(events::get_events))
+                    .route(web::post().to(events::post_events))
+                    .default_service(fallback::method_not_allowed("GET, POST")),
+            )
+            .service(internal_resource(
+                "/ready",
+                "GET",
+                web::get().to(internal::ready),
+            ))
+            .service(internal_resource(
+                "/openapi.json",
+                "GET",
+                web::get().to(internal::openapi),
+            ));
+    }
+    config.service(internal_resource(
+        "/health",
+        "GET",
+        web::get().to(internal::health),
+    ));
+    if operators {
+        config
+            .service(internal_resource(
+                "/metrics",
+                "GET",
+                web::get().to(internal::metrics),
+            ))
+            .service(internal_resource(
+                "/reload",
+                "POST",
+                web::post().to(internal::reload),
+            ))
+            .service(
+                web::resource(ADMIN_TOKENS_PATH)
+                    .route(web::get().to(admin::list_tokens))
+                    .route(web::post().to(admin::create_token))
+                    .default_service(fallback::method_not_allowed("GET, POST")),
+            )
+            .service(internal_resource(
+                ADMIN_TOKEN_PATH,
+                "DELETE",
+                web::delete().to(admin::revoke_token),
+            ));
+    }
 }
 
 /// A resource with one route; every other method is 405 naming `allow`.
