@@ -29,7 +29,13 @@ fn schemathesis_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Runs schemathesis against the debug build of the server on a fresh database.
+/// The token schemathesis sends: every scope, so that every operation is reachable.
+/// A long random-looking name, so that a generated `DELETE /admin/tokens/{name}`
+/// does not revoke it halfway through.
+const TOKEN_NAME: &str = "schemathesis-0f6b9c1e4a7d2385b6e0c9f14d7a2e58";
+
+/// Runs schemathesis against the debug build of the server on a fresh database, with
+/// `auth.mode = "tokens"` and a token holding every scope.
 pub fn run() -> anyhow::Result<()> {
     let schemathesis = schemathesis_binary()?;
     let binaries = workspace_root().join("target/debug");
@@ -40,6 +46,20 @@ pub fn run() -> anyhow::Result<()> {
     let database = format!("audit_schemathesis_{}", std::process::id());
     let dsn = format!("{server_url}/{database}");
     run_checked(Command::new(binaries.join("audit-migrate")).env("APP_POSTGRES__DSN", &dsn))?;
+    let created = Command::new(binaries.join("audit-server"))
+        .env("APP_POSTGRES__DSN", &dsn)
+        .args(["token", "create", "--name", TOKEN_NAME])
+        .args(["--write", "*", "--read", "*", "--admin"])
+        .output()
+        .context("failed to run audit-server token create")?;
+    if !created.status.success() {
+        bail!(
+            "audit-server token create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let stdout = String::from_utf8(created.stdout)?;
+    let secret = stdout.lines().last().unwrap_or_default().to_owned();
 
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut server = Command::new(binaries.join("audit-server"))
@@ -47,6 +67,7 @@ pub fn run() -> anyhow::Result<()> {
         .env("APP_HOST", "127.0.0.1")
         .env("APP_PORT", port.to_string())
         .env("APP_FAILURE__CHANCE", "0")
+        .env("APP_AUTH__MODE", "tokens")
         .env("APP_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -58,6 +79,7 @@ pub fn run() -> anyhow::Result<()> {
                 .arg("run")
                 .arg(workspace_root().join("crates/audit-server/openapi.json"))
                 .args(["--url", &base_url, "--checks", CHECKS])
+                .args(["--header", &format!("Authorization: Bearer {secret}")])
                 .args(["--max-examples", "100", "--seed", "1"]),
         )
     });

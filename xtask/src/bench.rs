@@ -6,6 +6,11 @@
 //! 3. GET of the first page and of a page 5M deep in a bulk-loaded 10M-event table.
 //! 4. The server's peak RSS over the ingest runs.
 //!
+//! Every ingest and read figure is measured twice, with `auth.mode = "off"` and
+//! `"tokens"` (the same requests, bearer header included, in both), and reads once
+//! more as a reader scoped to one application: access control must cost nothing
+//! measurable.
+//!
 //! wrk (Debian package) is the load client: it is a separate C process that costs
 //! little CPU per request, which matters when server, client and PostgreSQL share two
 //! cores. Every figure is also printed as a ratio to the ceiling of the same run.
@@ -21,7 +26,7 @@ use anyhow::{Context, bail};
 use crate::bench_memory;
 use crate::command::{cargo, render, run_checked, workspace_root};
 use crate::cpu::{CpuPerRequest, CpuSample};
-use crate::wrk::{WrkResult, run_wrk, wrk_command};
+use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
@@ -31,6 +36,13 @@ pub(crate) const PORT: u16 = 18_080;
 /// Events per POST, with the concurrent clients of that run: clients that send each
 /// event as it happens are many; clients that send large batches are few.
 const INGEST_RUNS: [(usize, u32); 4] = [(1, 128), (10, 128), (100, 32), (1000, 32)];
+/// The access-control modes each ingest and read figure is measured in.
+const AUTH_MODES: [&str; 2] = ["off", "tokens"];
+/// The application the scoped reader may read: one of the bulk loader's three.
+const SCOPED_APPLICATION: &str = "cauliflower";
+/// The columns the encoders write, in order (`audit_core::copy::COPY_EVENTS`).
+pub(crate) const COPY_COLUMNS: &str =
+    "(event_ts, application_name, event_kind, payload, token_name)";
 
 /// How big and how long: the full run, or a smoke run that takes seconds.
 pub struct BenchPlan {
@@ -110,24 +122,29 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     let ceiling_before = measure_ceiling(&context, plan.ceiling_rows)?;
 
     let ingest_dsn = fresh_database(&context, INGEST_DATABASE)?;
-    let config = write_server_config(&context, &ingest_dsn)?;
+    let config = write_server_config(&context, &ingest_dsn, "off")?;
+    let ingest_tokens = BenchTokens::create(&context, &config)?;
     let mut server = start_server(&context, &config)?;
     let mut ingest = Vec::new();
     for (batch_size, connections) in INGEST_RUNS {
-        // Each run starts from an empty table and a clean checkpoint.
-        run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "TRUNCATE events"]))?;
-        run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "CHECKPOINT"]))?;
-        let script = post_script(&context.directory, batch_size)?;
-        let connections = (connections / plan.connection_divisor).max(1);
-        let (result, cpu) = run_wrk_measured(
-            &context,
-            server.id(),
-            &format!("http://127.0.0.1:{PORT}/api/event"),
-            Some(&script),
-            connections,
-            plan.run_seconds,
-        )?;
-        ingest.push((batch_size, connections, result, cpu));
+        for mode in AUTH_MODES {
+            switch_auth_mode(&context, &ingest_dsn, mode, &ingest_tokens.all)?;
+            // Each run starts from an empty table and a clean checkpoint.
+            run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "TRUNCATE events"]))?;
+            run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "CHECKPOINT"]))?;
+            let script = post_script(&context.directory, batch_size)?;
+            let connections = (connections / plan.connection_divisor).max(1);
+            let (result, cpu) = run_wrk_measured(
+                &context,
+                server.id(),
+                &format!("http://127.0.0.1:{PORT}/api/event"),
+                Some(&script),
+                connections,
+                plan.run_seconds,
+                &ingest_tokens.all,
+            )?;
+            ingest.push((batch_size, connections, mode, result, cpu));
+        }
     }
     let peak_rss_kib = peak_rss_kib(server.id())?;
     // The ceiling moves with whatever else this shared machine does, so it is measured
@@ -139,11 +156,23 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         "raw COPY ceiling: {ceiling:.0} rows/s ({} rows; {ceiling_before:.0} before and {ceiling_after:.0} after the ingest runs)",
         plan.ceiling_rows
     )?;
-    for (batch_size, connections, result, cpu) in &ingest {
+    for (batch_size, connections, mode, result, cpu) in &ingest {
         let events = result.requests_per_second * *batch_size as f64;
+        let versus_off = match (
+            *mode,
+            ingest
+                .iter()
+                .find(|run| run.0 == *batch_size && run.2 == "off"),
+        ) {
+            ("off", _) | (_, None) => String::new(),
+            (_, Some(off)) => format!(
+                "; {:.2} of auth off",
+                result.requests_per_second / off.3.requests_per_second
+            ),
+        };
         writeln!(
             report,
-            "POST {batch_size:>4} events, {connections:>3} clients: {events:>9.0} events/s ({:.2} of ceiling), {}",
+            "POST {batch_size:>4} events, {connections:>3} clients, auth {mode:<6}: {events:>9.0} events/s ({:.2} of ceiling{versus_off}), {}",
             events / ceiling,
             result.latency_summary()
         )?;
@@ -157,36 +186,64 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
 
     let read_dsn = fresh_database(&context, READ_DATABASE)?;
     bulk_load(&context, &read_dsn, plan.read_rows)?;
-    write_server_config(&context, &read_dsn)?;
-    // The running server moves to the read database through its own reload.
-    curl(&[
-        "-sf",
-        "-X",
-        "POST",
-        &format!("http://127.0.0.1:{PORT}/reload"),
-    ])?;
-    let deep_token = token_at_depth(&read_dsn, plan.read_rows / 2)?;
+    let read_config = write_server_config(&context, &read_dsn, "off")?;
+    let read_tokens = BenchTokens::create(&context, &read_config)?;
+    // The running server moves to the read database through its own reload, allowed by
+    // the ingest database's admin token; it then reads the read database's tokens.
+    switch_auth_mode(&context, &read_dsn, "off", &ingest_tokens.all)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let deep_token = token_at_depth(&read_dsn, None, plan.read_rows / 2)?;
+    let scoped_deep_token =
+        token_at_depth(&read_dsn, Some(SCOPED_APPLICATION), plan.read_rows / 6)?;
     let read_connections = (32 / plan.connection_divisor).max(1);
-    let (first, first_cpu) = run_wrk_measured(
-        &context,
-        server.id(),
-        &format!("http://127.0.0.1:{PORT}/api/event?page_size=10"),
-        None,
-        read_connections,
-        plan.run_seconds,
-    )?;
-    let (deep, deep_cpu) = run_wrk_measured(
-        &context,
-        server.id(),
-        &format!("http://127.0.0.1:{PORT}/api/event?page_size=10&page_token={deep_token}"),
-        None,
-        read_connections,
-        plan.run_seconds,
-    )?;
-    for (label, result, cpu) in [
-        ("first page", &first, first_cpu),
-        ("page half-way deep", &deep, deep_cpu),
+    let first_url = format!("http://127.0.0.1:{PORT}/api/event?page_size=10");
+    let mut reads = Vec::new();
+    for mode in AUTH_MODES {
+        switch_auth_mode(&context, &read_dsn, mode, &read_tokens.all)?;
+        for (label, token) in [
+            ("first page", None),
+            ("page half-way deep", Some(deep_token)),
+        ] {
+            let url = match token {
+                None => first_url.clone(),
+                Some(token) => format!("{first_url}&page_token={token}"),
+            };
+            let measured = run_wrk_measured(
+                &context,
+                server.id(),
+                &url,
+                None,
+                read_connections,
+                plan.run_seconds,
+                &read_tokens.all,
+            )?;
+            reads.push((format!("{label}, auth {mode}"), measured));
+        }
+    }
+    // Scoped to one application: one keyset range of the (application_name, id) index.
+    for (label, token) in [
+        ("first page, reader of one application", None),
+        (
+            "page half-way deep, reader of one application",
+            Some(scoped_deep_token),
+        ),
     ] {
+        let url = match token {
+            None => first_url.clone(),
+            Some(token) => format!("{first_url}&page_token={token}"),
+        };
+        let measured = run_wrk_measured(
+            &context,
+            server.id(),
+            &url,
+            None,
+            read_connections,
+            plan.run_seconds,
+            &read_tokens.one_reader,
+        )?;
+        reads.push((label.to_owned(), measured));
+    }
+    for (label, (result, cpu)) in &reads {
         writeln!(
             report,
             "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), {}",
@@ -197,10 +254,26 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         )?;
         writeln!(report, "    {}", cpu.summary())?;
     }
+    let figure = |label: &str| -> &WrkResult {
+        reads
+            .iter()
+            .find(|(found, _)| found == label)
+            .map_or(&reads[0].1.0, |(_, (result, _))| result)
+    };
+    let (first, deep) = (
+        figure("first page, auth off"),
+        figure("page half-way deep, auth off"),
+    );
     writeln!(
         report,
         "deep page p50 / first page p50: {:.2}",
         deep.p50_ms / first.p50_ms
+    )?;
+    writeln!(
+        report,
+        "auth tokens / off, requests/s: GET first page {:.2}, deep page {:.2}",
+        figure("first page, auth tokens").requests_per_second / first.requests_per_second,
+        figure("page half-way deep, auth tokens").requests_per_second / deep.requests_per_second,
     )?;
     writeln!(
         report,
@@ -217,8 +290,8 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     println!("{report}");
     let failed_runs = ingest
         .iter()
-        .map(|(_, _, result, _)| result)
-        .chain([&first, &deep])
+        .map(|(_, _, _, result, _)| result)
+        .chain(reads.iter().map(|(_, (result, _))| result))
         .filter(|result| result.non_success > 0 || result.requests_per_second <= 0.0)
         .count();
     if failed_runs > 0 {
@@ -244,8 +317,10 @@ fn run_wrk_measured(
     script: Option<&Path>,
     connections: u32,
     seconds: u32,
+    token: &str,
 ) -> anyhow::Result<(WrkResult, CpuPerRequest)> {
-    let mut command = wrk_command(url, script, connections, seconds);
+    let header = format!("Authorization: Bearer {token}");
+    let mut command = wrk_command_with_header(url, script, connections, seconds, Some(&header));
     context.record(&command);
     let before = CpuSample::take(server_pid)?;
     let result = run_wrk(&mut command)?;
@@ -336,7 +411,7 @@ fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64>
     )?;
     let dsn = fresh_database(context, CEILING_DATABASE)?;
     let copy = format!(
-        "\\copy events (event_ts, application_name, event_kind, payload) FROM '{}' WITH (FORMAT binary)",
+        "\\copy events {COPY_COLUMNS} FROM '{}' WITH (FORMAT binary)",
         copy_file.display()
     );
     let started = Instant::now();
@@ -375,10 +450,11 @@ pub(crate) fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::R
 pub(crate) fn write_server_config(
     context: &BenchEnvironment,
     dsn: &str,
+    auth_mode: &str,
 ) -> anyhow::Result<PathBuf> {
     let path = context.directory.join("server.toml");
     let text = format!(
-        "host = \"127.0.0.1\"\nport = {PORT}\n[postgres]\ndsn = \"{dsn}\"\n[log]\nlevel = \"warn\"\n[failure]\nchance = 0.0\n"
+        "host = \"127.0.0.1\"\nport = {PORT}\n[postgres]\ndsn = \"{dsn}\"\n[log]\nlevel = \"warn\"\n[failure]\nchance = 0.0\n[auth]\nmode = \"{auth_mode}\"\n"
     );
     std::fs::write(&path, text)?;
     Ok(path)
@@ -397,6 +473,63 @@ pub(crate) fn start_server(context: &BenchEnvironment, config: &Path) -> anyhow:
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("audit-server did not become ready")
+}
+
+/// The tokens the benchmark sends, made in one database with `audit-server token`.
+struct BenchTokens {
+    /// Every scope: writes, reads and reloads.
+    all: String,
+    /// Reads [`SCOPED_APPLICATION`] only.
+    one_reader: String,
+}
+
+impl BenchTokens {
+    fn create(context: &BenchEnvironment, config: &Path) -> anyhow::Result<Self> {
+        let create = |arguments: &[&str]| -> anyhow::Result<String> {
+            let mut command = Command::new(context.binaries.join("audit-server"));
+            command
+                .arg("--config")
+                .arg(config)
+                .args(["token", "create"])
+                .args(arguments);
+            context.record(&command);
+            let output = command
+                .output()
+                .context("failed to run audit-server token create")?;
+            if !output.status.success() {
+                bail!(
+                    "token create failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let stdout = String::from_utf8(output.stdout)?;
+            Ok(stdout.lines().last().unwrap_or_default().to_owned())
+        };
+        Ok(Self {
+            all: create(&["--name", "bench", "--write", "*", "--read", "*", "--admin"])?,
+            one_reader: create(&["--name", "bench-reader", "--read", SCOPED_APPLICATION])?,
+        })
+    }
+}
+
+/// Points the running server at `dsn` with `auth.mode = mode`, through a reload that
+/// `admin` (an admin token of the database in force) allows.
+fn switch_auth_mode(
+    context: &BenchEnvironment,
+    dsn: &str,
+    mode: &str,
+    admin: &str,
+) -> anyhow::Result<()> {
+    write_server_config(context, dsn, mode)?;
+    curl(&[
+        "-sf",
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {admin}"),
+        &format!("http://127.0.0.1:{PORT}/reload"),
+    ])?;
+    Ok(())
 }
 
 fn curl(arguments: &[&str]) -> anyhow::Result<String> {
@@ -425,8 +558,12 @@ fn bulk_load(context: &BenchEnvironment, dsn: &str, rows: u64) -> anyhow::Result
     run_checked(Command::new("psql").args(["-q", dsn, "-c", "VACUUM ANALYZE events"]))
 }
 
-fn token_at_depth(dsn: &str, depth: u64) -> anyhow::Result<i64> {
-    let query = format!("SELECT id FROM events ORDER BY id DESC OFFSET {depth} LIMIT 1");
+/// The page token `depth` events down, among one application's events or all.
+fn token_at_depth(dsn: &str, application: Option<&str>, depth: u64) -> anyhow::Result<i64> {
+    let filter = application
+        .map(|name| format!("WHERE application_name = '{name}'"))
+        .unwrap_or_default();
+    let query = format!("SELECT id FROM events {filter} ORDER BY id DESC OFFSET {depth} LIMIT 1");
     let output = Command::new("psql")
         .args(["-qtA", dsn, "-c", &query])
         .output()?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::bench::COPY_COLUMNS;
 use crate::command::{cargo, run_checked, workspace_root};
 
 /// The server the benchmark uses; override with `AUDIT_BENCH_DATABASE_URL`.
@@ -48,7 +49,7 @@ pub fn bench_bulk(count: u64, rounds: usize) -> anyhow::Result<()> {
     )?;
     let dsn = format!("{server}/{DATABASE}");
     let copy_command = format!(
-        "\\copy events (event_ts, application_name, event_kind, payload) FROM '{}' WITH (FORMAT binary)",
+        "\\copy events {COPY_COLUMNS} FROM '{}' WITH (FORMAT binary)",
         copy_file.display()
     );
 

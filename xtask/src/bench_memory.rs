@@ -33,7 +33,7 @@ pub fn large_pages(context: &BenchEnvironment, plan: &BenchPlan) -> anyhow::Resu
          FROM generate_series(1, {LARGE_EVENTS})"
     );
     context.run_recorded(Command::new("psql").args(["-q", &dsn, "-c", &fill]))?;
-    let config = write_server_config(context, &dsn)?;
+    let config = write_server_config(context, &dsn, "off")?;
     let mut server = start_server(context, &config)?;
     std::thread::sleep(Duration::from_secs(1));
     let before = rss_kib(server.id())?;

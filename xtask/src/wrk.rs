@@ -28,6 +28,17 @@ impl WrkResult {
 
 /// Two threads (one per core), `connections` connections, `seconds` long.
 pub fn wrk_command(url: &str, script: Option<&Path>, connections: u32, seconds: u32) -> Command {
+    wrk_command_with_header(url, script, connections, seconds, None)
+}
+
+/// The same, with one more request header (`Name: value`).
+pub fn wrk_command_with_header(
+    url: &str,
+    script: Option<&Path>,
+    connections: u32,
+    seconds: u32,
+    header: Option<&str>,
+) -> Command {
     let mut command = Command::new("wrk");
     command.args([
         "--threads",
@@ -40,6 +51,9 @@ pub fn wrk_command(url: &str, script: Option<&Path>, connections: u32, seconds: 
     ]);
     if let Some(script) = script {
         command.arg("--script").arg(script);
+    }
+    if let Some(header) = header {
+        command.args(["--header", header]);
     }
     command.arg(url);
     command

@@ -38,6 +38,12 @@ const SCOPED_PAGE_BELOW: &str = "SELECT page.id, page.event_ts, page.application
      ) AS page \
      ORDER BY page.id DESC LIMIT $3";
 
+/// The same for a reader of one application: a single range of the index, without
+/// the merge (measured: about half the PostgreSQL CPU of the merged statement).
+const ONE_APPLICATION_PAGE_BELOW: &str = "SELECT id, event_ts, application_name, event_kind, \
+     payload::text FROM events WHERE application_name = $1 AND id < $2 \
+     ORDER BY id DESC LIMIT $3";
+
 /// Reads events through a connection pool.
 #[derive(Clone, Debug)]
 pub struct EventRepository {
@@ -72,6 +78,15 @@ impl EventRepository {
         let client = connection_from(&self.pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
             let rows = match (scope, below) {
+                (Applications::Only(applications), below) if applications.len() == 1 => {
+                    let statement = client
+                        .prepare_cached(ONE_APPLICATION_PAGE_BELOW)
+                        .await
+                        .map_err(classify)?;
+                    let below = below.unwrap_or(i64::MAX);
+                    let parameters: [&(dyn ToSql + Sync); 3] = [&applications[0], &below, &limit];
+                    client.query_raw(&statement, parameters).await
+                }
                 (Applications::Only(applications), below) => {
                     let statement = client
                         .prepare_cached(SCOPED_PAGE_BELOW)
