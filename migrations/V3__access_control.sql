@@ -24,9 +24,10 @@ CREATE TABLE api_tokens (
 -- The name of the token that wrote the event; null when access control was off.
 ALTER TABLE events ADD COLUMN token_name text;
 
--- Pages scoped to some applications walk this index, one keyset range per
--- application, instead of filtering the whole table.
-CREATE INDEX events_application_name_id ON events (application_name, id);
+-- No index on application_name here: one halves the rate of a raw COPY (measured,
+-- BENCHMARKS.md). Readers scoped to some applications scan a bounded id range per
+-- page instead; an operator who wants full pages for rare applications creates
+-- events_application_name_id (README, "Securing it"), which the server then uses.
 
 -- Small facts the servers share, such as the `auth.mode` last in force.
 CREATE TABLE collector_state (

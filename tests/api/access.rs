@@ -596,3 +596,108 @@ async fn metrics_behind_a_token_answer_only_with_it() {
     // /health stays open for load balancers.
     assert_eq!(app.get("/health").await.status(), 200);
 }
+
+#[tokio::test]
+async fn turning_tokens_on_by_reload_is_recorded_as_the_reloaders_change() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.post_one_event().await, 201);
+
+    let response = app
+        .reload_with(|settings| settings.auth.mode = audit_server::settings::AuthMode::Tokens)
+        .await;
+
+    assert_eq!(response.status(), 200);
+    app.wait_for_tokens().await;
+    assert_eq!(app.post_one_event().await, 401);
+    // Give the token upkeep a few rounds: it must not record the change again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let changes: Vec<Value> = (collector_events(&app).await.into_iter())
+        .filter(|(kind, _)| kind == "AuthModeChanged")
+        .map(|(_, payload)| payload)
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["from"], "off");
+    assert_eq!(changes[0]["to"], "tokens");
+    assert_eq!(changes[0]["by"], "loopback");
+}
+
+/// Walks every page as `token`, returning each page's payloads, newest first.
+async fn pages_as(app: &TestApp, token: &str, page_size: u32) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut query = format!("?page_size={page_size}");
+    loop {
+        let response = app.get_events_as(token, &query).await;
+        assert_eq!(response.status(), 200);
+        let page = json_body(response).await;
+        pages.push(page["data"].as_array().unwrap().clone());
+        match page["next_page"].as_i64() {
+            Some(next) => query = format!("?page_size={page_size}&page_token={next}"),
+            None => return pages,
+        }
+        assert!(pages.len() < 10_000, "the walk does not end");
+    }
+}
+
+/// 100 events: `c` every 25th, `a` the rest; returns the numbers of the `c` events,
+/// newest first.
+async fn post_with_rare_c(app: &TestApp, writer: &str) -> Vec<u64> {
+    let events: Vec<Value> = (0..100u64)
+        .map(|n| numbered(if n % 25 == 0 { "c" } else { "a" }, n))
+        .collect();
+    assert_eq!(
+        app.post_events_as(writer, &json!(events)).await.status(),
+        201
+    );
+    vec![75, 50, 25, 0]
+}
+
+#[tokio::test]
+async fn without_the_index_a_rare_applications_pages_look_at_a_bounded_range_each() {
+    let app = spawn_app_with_tokens(|settings| settings.search.max_scan_rows = 10).await;
+    let writer = app.writer_of("writer", &["*"]).await;
+    let reader = app.reader_of("reader-c", &["c"]).await;
+    let expected = post_with_rare_c(&app, &writer).await;
+    assert!(!app.state.runtime().repository.has_application_index());
+
+    let pages = pages_as(&app, &reader, 3).await;
+
+    let seen: Vec<u64> = (pages.iter().flatten())
+        .map(|item| item["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, expected);
+    // Ten ids a page over the 100 events (and the collector's few): short pages,
+    // each continuing below the range the previous one looked at.
+    assert!((10..=12).contains(&pages.len()), "{} pages", pages.len());
+    assert!(pages.iter().all(|page| page.len() <= 1));
+}
+
+#[tokio::test]
+async fn with_the_index_a_scoped_readers_pages_are_full() {
+    let app = spawn_app_with_tokens(|settings| settings.search.max_scan_rows = 10).await;
+    let writer = app.writer_of("writer", &["*"]).await;
+    let reader = app.reader_of("reader-c", &["c", "x"]).await;
+    let expected = post_with_rare_c(&app, &writer).await;
+    app.database
+        .client()
+        .await
+        .batch_execute("CREATE INDEX events_application_name_id ON events (application_name, id)")
+        .await
+        .unwrap();
+    assert!(
+        app.state
+            .runtime()
+            .repository
+            .refresh_application_index()
+            .await
+            .unwrap()
+    );
+
+    let pages = pages_as(&app, &reader, 3).await;
+
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 1]);
+    let seen: Vec<u64> = (pages.iter().flatten())
+        .map(|item| item["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, expected);
+}

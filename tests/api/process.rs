@@ -344,3 +344,25 @@ async fn the_originals_config_yml_and_dotenv_in_the_working_directory_are_read()
         "the environment's failure.chance should win"
     );
 }
+
+#[tokio::test]
+async fn with_access_control_off_the_start_warns_what_is_open_and_with_tokens_it_does_not() {
+    let database = TestDatabase::create_migrated().await;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let mut settings = test_settings(&database);
+    write_config(&mut config, &settings);
+
+    let open = ServerProcess::start(config.path()).await;
+    settings.auth.mode = audit_server::settings::AuthMode::Tokens;
+    write_config(&mut config, &settings);
+    let closed = ServerProcess::start(config.path()).await;
+
+    let log = open.log_text();
+    assert!(log.contains(r#"auth.mode is "off""#), "{log}");
+    assert!(log.contains("may write events as any application"), "{log}");
+    assert!(
+        !closed
+            .log_text()
+            .contains("may write events as any application")
+    );
+}

@@ -40,6 +40,9 @@ const INGEST_RUNS: [(usize, u32); 4] = [(1, 128), (10, 128), (100, 32), (1000, 3
 const AUTH_MODES: [&str; 2] = ["off", "tokens"];
 /// The application the scoped reader may read: one of the bulk loader's three.
 const SCOPED_APPLICATION: &str = "cauliflower";
+/// The optional index of scoped reads (README, "Securing it").
+const CREATE_APPLICATION_INDEX: &str =
+    "CREATE INDEX events_application_name_id ON events (application_name, id)";
 /// The columns the encoders write, in order (`audit_core::copy::COPY_EVENTS`).
 pub(crate) const COPY_COLUMNS: &str =
     "(event_ts, application_name, event_kind, payload, token_name)";
@@ -151,10 +154,16 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     // before and after the ingest runs, and the ratios use the mean of the two.
     let ceiling_after = measure_ceiling(&context, plan.ceiling_rows)?;
     let ceiling = (ceiling_before + ceiling_after) / 2.0;
+    let indexed_copy = measure_copy(&context, plan.ceiling_rows, true)?;
     writeln!(
         report,
         "raw COPY ceiling: {ceiling:.0} rows/s ({} rows; {ceiling_before:.0} before and {ceiling_after:.0} after the ingest runs)",
         plan.ceiling_rows
+    )?;
+    writeln!(
+        report,
+        "raw COPY into a table with the optional (application_name, id) index: {indexed_copy:.0} rows/s ({:.2} of the ceiling)",
+        indexed_copy / ceiling
     )?;
     for (batch_size, connections, mode, result, cpu) in &ingest {
         let events = result.requests_per_second * *batch_size as f64;
@@ -220,28 +229,42 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
             reads.push((format!("{label}, auth {mode}"), measured));
         }
     }
-    // Scoped to one application: one keyset range of the (application_name, id) index.
-    for (label, token) in [
-        ("first page, reader of one application", None),
-        (
-            "page half-way deep, reader of one application",
-            Some(scoped_deep_token),
-        ),
-    ] {
-        let url = match token {
-            None => first_url.clone(),
-            Some(token) => format!("{first_url}&page_token={token}"),
-        };
-        let measured = run_wrk_measured(
-            &context,
-            server.id(),
-            &url,
-            None,
-            read_connections,
-            plan.run_seconds,
-            &read_tokens.one_reader,
-        )?;
-        reads.push((label.to_owned(), measured));
+    // Scoped to one application: without the optional index (a bounded range of ids
+    // per page), then with it (one keyset range of the index).
+    for indexed in [false, true] {
+        if indexed {
+            context.run_recorded(Command::new("psql").args([
+                "-q",
+                &read_dsn,
+                "-c",
+                CREATE_APPLICATION_INDEX,
+            ]))?;
+            // The server looks for the index every 5 s.
+            std::thread::sleep(Duration::from_secs(6));
+        }
+        let index = if indexed { "with" } else { "without" };
+        for (label, token) in [
+            ("first page", None),
+            ("page half-way deep", Some(scoped_deep_token)),
+        ] {
+            let url = match token {
+                None => first_url.clone(),
+                Some(token) => format!("{first_url}&page_token={token}"),
+            };
+            let measured = run_wrk_measured(
+                &context,
+                server.id(),
+                &url,
+                None,
+                read_connections,
+                plan.run_seconds,
+                &read_tokens.one_reader,
+            )?;
+            reads.push((
+                format!("{label}, reader of one application, {index} the index"),
+                measured,
+            ));
+        }
     }
     for (label, (result, cpu)) in &reads {
         writeln!(
@@ -394,6 +417,12 @@ fn write_report(
 }
 
 fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64> {
+    measure_copy(context, rows, false)
+}
+
+/// A raw COPY of the same rows, into a table with the optional application index
+/// (`with_index`) or without.
+fn measure_copy(context: &BenchEnvironment, rows: u64, with_index: bool) -> anyhow::Result<f64> {
     let copy_file = context.directory.join("ceiling-rows.bin");
     context.run_recorded(
         Command::new(context.binaries.join("audit-generate"))
@@ -410,6 +439,14 @@ fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64>
             .arg(&copy_file),
     )?;
     let dsn = fresh_database(context, CEILING_DATABASE)?;
+    if with_index {
+        context.run_recorded(Command::new("psql").args([
+            "-q",
+            &dsn,
+            "-c",
+            CREATE_APPLICATION_INDEX,
+        ]))?;
+    }
     let copy = format!(
         "\\copy events {COPY_COLUMNS} FROM '{}' WITH (FORMAT binary)",
         copy_file.display()

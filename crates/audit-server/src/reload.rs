@@ -60,7 +60,7 @@ pub enum ReloadError {
 /// A reload that changed something is recorded in the log as `ConfigReloaded`, and a
 /// change of `auth.mode` as `AuthModeChanged`, both by `actor`.
 pub async fn reload(state: &AppState, actor: &Actor) -> Result<ReloadSummary, ReloadError> {
-    let outcome = apply(state).await;
+    let outcome = apply(state, actor).await;
     if let Ok(summary) = &outcome
         && !summary.changed.is_empty()
     {
@@ -98,15 +98,9 @@ async fn record_in_log(state: &AppState, summary: &ReloadSummary, actor: &Actor)
     if let Err(error) = runtime.writer.write(encoder.into_rows()).await {
         tracing::warn!(error = %cause_chain(&error), "the reload could not be recorded in the log");
     }
-    if summary.changed.contains_key(AUTH_MODE_KEY) {
-        let mode = runtime.settings.auth.mode.as_str();
-        if let Err(error) = access::record_auth_mode(runtime.repository.pool(), mode, actor).await {
-            tracing::warn!(error = %cause_chain(&error), "the change of auth.mode could not be recorded in the log");
-        }
-    }
 }
 
-async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
+async fn apply(state: &AppState, actor: &Actor) -> Result<ReloadSummary, ReloadError> {
     let _exclusive = state.reload_lock.lock().await;
     let (settings, unknown_keys) = state
         .config_source
@@ -144,6 +138,15 @@ async fn apply(state: &AppState) -> Result<ReloadSummary, ReloadError> {
         .map_err(|error| ReloadError::Invalid(error.to_string()))?;
     if let (Some(in_force), Some(certificate)) = (&state.certificate, certificate) {
         in_force.replace(certificate);
+    }
+    // Recorded before the new mode is in force, so that the change is the actor's and
+    // not `server`'s (the token upkeep records a mode it finds unrecorded); a failure
+    // leaves it to the upkeep.
+    if summary.changed.contains_key(AUTH_MODE_KEY) {
+        let mode = runtime.settings.auth.mode.as_str();
+        if let Err(error) = access::record_auth_mode(runtime.repository.pool(), mode, actor).await {
+            tracing::warn!(error = %cause_chain(&error), "the change of auth.mode could not be recorded in the log");
+        }
     }
     state.replace_runtime(runtime);
     Ok(summary)

@@ -28,6 +28,25 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub tls: TlsSettings,
+    pub search: SearchSettings,
+}
+
+/// Reads that cannot use an index: how much of the table one page may look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchSettings {
+    /// Ids one page of a reader scoped to some applications looks at, when the
+    /// `events_application_name_id` index does not exist; a page may then be short,
+    /// with a `next_page` that continues below what it looked at.
+    pub max_scan_rows: u32,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            max_scan_rows: 10_000,
+        }
+    }
 }
 
 /// Who may call the API (see the README's "Securing it").
@@ -182,6 +201,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             admin: AdminSettings::default(),
             tls: TlsSettings::default(),
+            search: SearchSettings::default(),
         }
     }
 }
@@ -375,6 +395,9 @@ impl Validate for Settings {
         }
         if self.log.level.trim().is_empty() {
             return invalid("log.level", "must not be empty");
+        }
+        if self.search.max_scan_rows == 0 {
+            return invalid("search.max_scan_rows", "must be at least 1");
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return invalid("tls", "cert_file and key_file must be set together");

@@ -11,6 +11,7 @@ use anyhow::Context;
 use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
+use audit_core::repository::APPLICATION_INDEX;
 use audit_core::storage_error::cause_chain;
 use socket2::{Domain, Socket, Type};
 
@@ -28,6 +29,8 @@ const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// recorder keeps every sample, so without this its memory grows with the request
 /// rate times the time since the last scrape, without bound if nothing scrapes.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the server checks whether the optional index of scoped reads exists.
+const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
@@ -122,12 +125,14 @@ impl Application {
         let cleanup = tokio::spawn(delete_expired_keys_periodically(self.state.clone()));
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
+        let index = tokio::spawn(detect_application_index_periodically(self.state.clone()));
         let result = self.server.await;
         reload_on_hangup.abort();
         readiness.abort();
         cleanup.abort();
         upkeep.abort();
         tokens.abort();
+        index.abort();
         result
     }
 }
@@ -186,6 +191,26 @@ async fn probe_readiness_periodically(state: web::Data<AppState>) {
         interval.tick().await;
         // The outcome is the gauge; the reason is what /ready answers.
         let _ = routes::probe_readiness(&state).await;
+    }
+}
+
+/// Notices the optional index of scoped reads being created or dropped.
+async fn detect_application_index_periodically(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(INDEX_PROBE_INTERVAL);
+    let mut known = None;
+    loop {
+        interval.tick().await;
+        let repository = state.runtime().repository.clone();
+        if let Ok(found) = repository.refresh_application_index().await
+            && known != Some(found)
+        {
+            known = Some(found);
+            tracing::info!(
+                index = APPLICATION_INDEX,
+                found,
+                "scoped reads go through the index when it exists, else scan a bounded range"
+            );
+        }
     }
 }
 

@@ -156,15 +156,21 @@ pub async fn get_events(
     // One row more than asked says whether a next page exists.
     let limit = i64::from(query.page_size) + 1;
     let mut page = PageWriter::new(query.page_size, runtime.settings.api.max_page_bytes);
-    timed(
+    let max_scan_rows = i64::from(runtime.settings.search.max_scan_rows);
+    let end = timed(
         "select_page",
-        runtime
-            .repository
-            .read_page(caller.read_scope(), query.page_token, limit, |event| {
-                page.accept(event)
-            }),
+        runtime.repository.read_page(
+            caller.read_scope(),
+            query.page_token,
+            limit,
+            max_scan_rows,
+            |event| page.accept(event),
+        ),
     )
     .await?;
+    if let Some(below) = end.continue_below {
+        page.continue_below(below);
+    }
     let mut response = HttpResponse::Ok();
     response.content_type(ContentType::json());
     Ok(match page.finish() {

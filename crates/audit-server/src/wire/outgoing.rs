@@ -81,6 +81,14 @@ impl PageWriter {
         ControlFlow::Continue(())
     }
 
+    /// A page the read ended before it was full (it looked at every id it may for one
+    /// page): the next page continues below `id`, unless the page already ended.
+    pub fn continue_below(&mut self, id: i64) {
+        if self.next_page.is_none() {
+            self.next_page = Some(id);
+        }
+    }
+
     /// The whole body. A page that fits one chunk is one buffer (no streaming cost);
     /// a larger one is its chunks, between a head and a tail of a few bytes.
     pub fn finish(mut self) -> PageBody {
