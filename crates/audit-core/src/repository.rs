@@ -31,27 +31,28 @@ const PAGE_BELOW: &str = "SELECT id, event_ts, application_name, event_kind, pay
 /// creates it, and the repository notices (`refresh_application_index`).
 pub const APPLICATION_INDEX: &str = "events_application_name_id";
 
-/// A scoped page without the index: the events of the scope among the ids in
-/// `[below - $2, below)`, the first page below the largest id. Each page reads at most
-/// `$2` entries of the primary key, however rare the scope's events are; the first
-/// column says where the next page continues when this one is short (null: no ids
-/// below the range). Always one row at least, so that the range is known even when no
-/// event of the scope is in it.
-const SCOPED_PAGE_SCAN: &str = "WITH bound AS ( \
-         SELECT coalesce($1::bigint, (SELECT max(id) + 1 FROM events)) AS below, \
-                (SELECT min(id) FROM events) AS lowest \
-     ) \
-     SELECT CASE WHEN bound.below - $2::bigint > bound.lowest \
-                 THEN bound.below - $2::bigint END, \
-            page.id, page.event_ts, page.application_name, page.event_kind, page.payload \
-     FROM bound LEFT JOIN LATERAL ( \
-         SELECT id, event_ts, application_name, event_kind, payload::text AS payload \
-         FROM events \
-         WHERE application_name = ANY($3) AND id < bound.below \
-           AND id >= bound.below - $2::bigint \
-         ORDER BY id DESC LIMIT $4 \
-     ) AS page ON true \
-     ORDER BY page.id DESC";
+/// A scoped page without the index: the events of the scope among the `$2` ids below
+/// `$1`, and one marker row (null `event_ts`) whose id says where the next page
+/// continues if this one is short (null when no id is below the range). Each page
+/// reads at most `$2` entries of the primary key, however rare the scope's events are.
+const SCOPED_SCAN_BELOW: &str = "(SELECT id, event_ts, application_name, event_kind, \
+         payload::text FROM events \
+     WHERE application_name = ANY($3) AND id < $1 AND id >= $1 - $2 \
+     ORDER BY id DESC LIMIT $4) \
+     UNION ALL \
+     SELECT CASE WHEN $1 - $2 > (SELECT min(id) FROM events) THEN $1 - $2 END, \
+         NULL, NULL, NULL, NULL";
+/// The same for the first page: the `$1` ids up to the largest (`$2` the scope,
+/// `$3` the limit).
+const SCOPED_SCAN_FIRST: &str = "(SELECT id, event_ts, application_name, event_kind, \
+         payload::text FROM events \
+     WHERE application_name = ANY($2) AND id > (SELECT max(id) FROM events) - $1 \
+     ORDER BY id DESC LIMIT $3) \
+     UNION ALL \
+     SELECT CASE WHEN bounds.floor > bounds.lowest THEN bounds.floor END, \
+         NULL, NULL, NULL, NULL \
+     FROM (SELECT (SELECT max(id) FROM events) + 1 - $1 AS floor, \
+                  (SELECT min(id) FROM events) AS lowest) AS bounds";
 
 /// The pages of a reader scoped to some applications, with the index: one keyset
 /// range of `(application_name, id)` per application, merged. A page reads at most
@@ -199,7 +200,7 @@ impl EventRepository {
     }
 }
 
-/// A scoped page without the index ([`SCOPED_PAGE_SCAN`]).
+/// A scoped page without the index ([`SCOPED_SCAN_BELOW`], [`SCOPED_SCAN_FIRST`]).
 async fn read_scanned(
     client: &deadpool_postgres::Client,
     applications: &[String],
@@ -208,29 +209,37 @@ async fn read_scanned(
     max_scan_rows: i64,
     mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
 ) -> Result<PageEnd, StorageError> {
-    let statement = client
-        .prepare_cached(SCOPED_PAGE_SCAN)
-        .await
-        .map_err(classify)?;
-    let parameters: [&(dyn ToSql + Sync); 4] = [&below, &max_scan_rows, &applications, &limit];
-    let rows = client
-        .query_raw(&statement, parameters)
-        .await
-        .map_err(classify)?;
+    let rows = match below {
+        Some(below) => {
+            let statement = client
+                .prepare_cached(SCOPED_SCAN_BELOW)
+                .await
+                .map_err(classify)?;
+            let parameters: [&(dyn ToSql + Sync); 4] =
+                [&below, &max_scan_rows, &applications, &limit];
+            client.query_raw(&statement, parameters).await
+        }
+        None => {
+            let statement = client
+                .prepare_cached(SCOPED_SCAN_FIRST)
+                .await
+                .map_err(classify)?;
+            let parameters: [&(dyn ToSql + Sync); 3] = [&max_scan_rows, &applications, &limit];
+            client.query_raw(&statement, parameters).await
+        }
+    }
+    .map_err(classify)?;
     pin_mut!(rows);
     let mut end = PageEnd::default();
     while let Some(row) = rows.next().await {
         let row = row.map_err(classify)?;
-        end.continue_below = row.try_get(0).map_err(classify)?;
-        // The one row of a range without any event of the scope.
-        if row
-            .try_get::<_, Option<i64>>(1)
+        let marker = row
+            .try_get::<_, Option<time::OffsetDateTime>>(1)
             .map_err(classify)?
-            .is_none()
-        {
-            continue;
-        }
-        if accept(stored_event_from_row(&row, 1)?).is_break() {
+            .is_none();
+        if marker {
+            end.continue_below = row.try_get(0).map_err(classify)?;
+        } else if accept(stored_event_from_row(&row, 0)?).is_break() {
             break;
         }
     }
