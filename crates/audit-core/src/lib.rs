@@ -10,6 +10,7 @@ pub mod copy;
 pub mod database;
 pub mod event;
 pub mod idempotency;
+pub mod merkle;
 pub mod migrations;
 pub mod repository;
 pub mod storage_error;
