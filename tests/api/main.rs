@@ -14,6 +14,7 @@ mod group_commit;
 mod hostile_input;
 mod idempotency;
 mod internal;
+mod keygen;
 mod listener;
 mod listeners_tls;
 mod migrate;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod copy;

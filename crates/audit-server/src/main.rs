@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use argh::FromArgs;
 use audit_core::config::ConfigSource;
+use audit_server::keygen_command::{self, KeygenArguments};
 use audit_server::settings::Settings;
 use audit_server::startup::Application;
 use audit_server::telemetry;
@@ -26,11 +27,16 @@ struct Arguments {
 #[argh(subcommand)]
 enum Command {
     Token(TokenArguments),
+    Keygen(KeygenArguments),
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let arguments: Arguments = audit_core::cli::arguments_from_env();
+    if let Some(Command::Keygen(keygen)) = arguments.command {
+        // Needs no configuration: a key is made before any server runs with it.
+        return keygen_command::run(keygen);
+    }
     let source = ConfigSource::from_command_line(arguments.config);
     let (settings, unknown_keys) = source
         .load::<Settings>()
