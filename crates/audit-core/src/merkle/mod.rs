@@ -9,8 +9,10 @@
 
 use sha2::{Digest, Sha256};
 
+mod frontier;
 mod leaf;
 
+pub use crate::merkle::frontier::{Frontier, FrontierMismatch};
 pub use crate::merkle::leaf::{LEAF_VERSION, LeafEvent};
 
 /// A SHA-256 hash: of a leaf, of a subtree, or the root of a tree.
