@@ -1,9 +1,9 @@
 //! TLS on the main listener (certificate reread on reload), and the operators'
 //! surface on a listener of its own (`admin.listen`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use audit_tests::test_app::{event, spawn_app_with};
+use audit_tests::test_app::{TestApp, event, spawn_app_with};
 use serde_json::json;
 
 /// A self-signed certificate for `localhost`, written as PEM files; returns its PEM.
@@ -13,6 +13,40 @@ fn write_certificate(cert_file: &Path, key_file: &Path) -> String {
     std::fs::write(cert_file, &certificate).unwrap();
     std::fs::write(key_file, certified.key_pair.serialize_pem()).unwrap();
     certificate
+}
+
+/// A server whose main listener speaks TLS with a certificate made for the test.
+struct TlsApp {
+    app: TestApp,
+    /// `https://localhost:port`, the name the certificate is for.
+    https: String,
+    /// The certificate's PEM.
+    first: String,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    /// Holds the files until the test ends.
+    _directory: tempfile::TempDir,
+}
+
+async fn spawn_tls_app() -> TlsApp {
+    let directory = tempfile::tempdir().unwrap();
+    let cert_file = directory.path().join("cert.pem");
+    let key_file = directory.path().join("key.pem");
+    let first = write_certificate(&cert_file, &key_file);
+    let app = spawn_app_with(|settings| {
+        settings.tls.cert_file = Some(cert_file.clone());
+        settings.tls.key_file = Some(key_file.clone());
+    })
+    .await;
+    let https = app.address.replace("http://127.0.0.1", "https://localhost");
+    TlsApp {
+        app,
+        https,
+        first,
+        cert_file,
+        key_file,
+        _directory: directory,
+    }
 }
 
 /// A client that trusts only `certificate`, with no connection kept between calls.
@@ -26,16 +60,14 @@ fn client_trusting(certificate: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn the_main_listener_speaks_tls_and_a_reload_rereads_the_certificate() {
-    let directory = tempfile::tempdir().unwrap();
-    let cert_file = directory.path().join("cert.pem");
-    let key_file = directory.path().join("key.pem");
-    let first = write_certificate(&cert_file, &key_file);
-    let app = spawn_app_with(|settings| {
-        settings.tls.cert_file = Some(cert_file.clone());
-        settings.tls.key_file = Some(key_file.clone());
-    })
-    .await;
-    let https = app.address.replace("http://127.0.0.1", "https://localhost");
+    let TlsApp {
+        app,
+        https,
+        first,
+        cert_file,
+        key_file,
+        _directory,
+    } = spawn_tls_app().await;
     let trusting_first = client_trusting(&first);
 
     let health = trusting_first
@@ -104,16 +136,15 @@ async fn the_main_listener_speaks_tls_and_a_reload_rereads_the_certificate() {
 
 #[tokio::test]
 async fn a_broken_certificate_is_refused_by_a_reload_and_the_old_one_stays() {
-    let directory = tempfile::tempdir().unwrap();
-    let cert_file = directory.path().join("cert.pem");
-    let key_file = directory.path().join("key.pem");
-    let first = write_certificate(&cert_file, &key_file);
-    let app = spawn_app_with(|settings| {
-        settings.tls.cert_file = Some(cert_file.clone());
-        settings.tls.key_file = Some(key_file.clone());
-    })
-    .await;
-    let https = app.address.replace("http://127.0.0.1", "https://localhost");
+    // `_app` keeps the server's database until the test ends.
+    let TlsApp {
+        app: _app,
+        https,
+        first,
+        key_file,
+        _directory,
+        ..
+    } = spawn_tls_app().await;
     let client = client_trusting(&first);
     // A key that is not the certificate's.
     let other = rcgen::KeyPair::generate().unwrap();

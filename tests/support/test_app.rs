@@ -194,7 +194,7 @@ impl TestApp {
     pub async fn writer_of(&self, name: &str, applications: &[&str]) -> String {
         self.create_token(TokenRequest {
             name: name.to_owned(),
-            write: applications.iter().map(|name| (*name).to_owned()).collect(),
+            write: owned(applications),
             ..TokenRequest::default()
         })
         .await
@@ -204,7 +204,7 @@ impl TestApp {
     pub async fn reader_of(&self, name: &str, applications: &[&str]) -> String {
         self.create_token(TokenRequest {
             name: name.to_owned(),
-            read: applications.iter().map(|name| (*name).to_owned()).collect(),
+            read: owned(applications),
             ..TokenRequest::default()
         })
         .await
@@ -232,6 +232,10 @@ impl TestApp {
     pub async fn metrics_text(&self) -> String {
         self.get("/metrics").await.text().await.unwrap()
     }
+}
+
+fn owned(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
 }
 
 /// A valid event with the given application name and payload.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::command::{run_checked, workspace_root};
+use crate::command::{last_output_line, run_checked, workspace_root};
 
 /// The version `.ci/run` installs; the CLI changed between major versions.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -46,20 +46,12 @@ pub fn run() -> anyhow::Result<()> {
     let database = format!("audit_schemathesis_{}", std::process::id());
     let dsn = format!("{server_url}/{database}");
     run_checked(Command::new(binaries.join("audit-migrate")).env("APP_POSTGRES__DSN", &dsn))?;
-    let created = Command::new(binaries.join("audit-server"))
-        .env("APP_POSTGRES__DSN", &dsn)
-        .args(["token", "create", "--name", TOKEN_NAME])
-        .args(["--write", "*", "--read", "*", "--admin"])
-        .output()
-        .context("failed to run audit-server token create")?;
-    if !created.status.success() {
-        bail!(
-            "audit-server token create failed: {}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-    }
-    let stdout = String::from_utf8(created.stdout)?;
-    let secret = stdout.lines().last().unwrap_or_default().to_owned();
+    let secret = last_output_line(
+        Command::new(binaries.join("audit-server"))
+            .env("APP_POSTGRES__DSN", &dsn)
+            .args(["token", "create", "--name", TOKEN_NAME])
+            .args(["--write", "*", "--read", "*", "--admin"]),
+    )?;
 
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut server = Command::new(binaries.join("audit-server"))

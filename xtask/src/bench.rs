@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::bench_memory;
-use crate::command::{cargo, render, run_checked, workspace_root};
+use crate::command::{cargo, last_output_line, render, run_checked, workspace_root};
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
 
@@ -224,28 +224,21 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         token_at_depth(&read_dsn, Some(SCOPED_APPLICATION), plan.read_rows / 6)?;
     let read_connections = (32 / plan.connection_divisor).max(1);
     let first_url = format!("http://127.0.0.1:{PORT}/api/event?page_size=10");
+    let pages = PageRuns {
+        first_url: &first_url,
+        deep_token,
+        connections: read_connections,
+        seconds: plan.run_seconds,
+    };
+    let scoped_pages = PageRuns {
+        deep_token: scoped_deep_token,
+        ..pages
+    };
     let mut reads = Vec::new();
     for mode in AUTH_MODES {
         switch_auth_mode(&context, &read_dsn, mode, &read_tokens.all)?;
-        for (label, token) in [
-            ("first page", None),
-            ("page half-way deep", Some(deep_token)),
-        ] {
-            let url = match token {
-                None => first_url.clone(),
-                Some(token) => format!("{first_url}&page_token={token}"),
-            };
-            let measured = run_wrk_measured(
-                &context,
-                server.id(),
-                &url,
-                None,
-                read_connections,
-                plan.run_seconds,
-                &read_tokens.all,
-            )?;
-            reads.push((format!("{label}, auth {mode}"), measured));
-        }
+        let suffix = format!(", auth {mode}");
+        pages.measure(&context, server.id(), &read_tokens.all, &suffix, &mut reads)?;
     }
     // Scoped to one application: without the optional index (a bounded range of ids
     // per page), then with it (one keyset range of the index).
@@ -261,28 +254,14 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_secs(6));
         }
         let index = if indexed { "with" } else { "without" };
-        for (label, token) in [
-            ("first page", None),
-            ("page half-way deep", Some(scoped_deep_token)),
-        ] {
-            let url = match token {
-                None => first_url.clone(),
-                Some(token) => format!("{first_url}&page_token={token}"),
-            };
-            let measured = run_wrk_measured(
-                &context,
-                server.id(),
-                &url,
-                None,
-                read_connections,
-                plan.run_seconds,
-                &read_tokens.one_reader,
-            )?;
-            reads.push((
-                format!("{label}, reader of one application, {index} the index"),
-                measured,
-            ));
-        }
+        let suffix = format!(", reader of one application, {index} the index");
+        scoped_pages.measure(
+            &context,
+            server.id(),
+            &read_tokens.one_reader,
+            &suffix,
+            &mut reads,
+        )?;
     }
     for (label, (result, cpu)) in &reads {
         writeln!(
@@ -348,6 +327,46 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The two GET figures of a reader: the first page and a page deep in the table.
+struct PageRuns<'a> {
+    first_url: &'a str,
+    /// The page token of the deep page.
+    deep_token: i64,
+    connections: u32,
+    seconds: u32,
+}
+
+impl PageRuns<'_> {
+    /// Measures both pages as `token`, labelled `first page{suffix}` and `page
+    /// half-way deep{suffix}`.
+    fn measure(
+        &self,
+        context: &BenchEnvironment,
+        server_pid: u32,
+        token: &str,
+        suffix: &str,
+        reads: &mut Vec<(String, (WrkResult, CpuPerRequest))>,
+    ) -> anyhow::Result<()> {
+        let deep_url = format!("{}&page_token={}", self.first_url, self.deep_token);
+        for (label, url) in [
+            ("first page", self.first_url),
+            ("page half-way deep", deep_url.as_str()),
+        ] {
+            let measured = run_wrk_measured(
+                context,
+                server_pid,
+                url,
+                None,
+                self.connections,
+                self.seconds,
+                token,
+            )?;
+            reads.push((format!("{label}{suffix}"), measured));
+        }
+        Ok(())
+    }
 }
 
 /// A wrk run, with the CPU time each request cost the server, PostgreSQL and the rest.
@@ -548,17 +567,7 @@ impl BenchTokens {
                 .args(["token", "create"])
                 .args(arguments);
             context.record(&command);
-            let output = command
-                .output()
-                .context("failed to run audit-server token create")?;
-            if !output.status.success() {
-                bail!(
-                    "token create failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            let stdout = String::from_utf8(output.stdout)?;
-            Ok(stdout.lines().last().unwrap_or_default().to_owned())
+            last_output_line(&mut command)
         };
         Ok(Self {
             all: create(&["--name", "bench", "--write", "*", "--read", "*", "--admin"])?,

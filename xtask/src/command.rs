@@ -31,6 +31,24 @@ pub fn run_checked(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the command, which must succeed, and returns the last line of its standard
+/// output: where `audit-server token create` prints the secret (not echoed, for that
+/// reason).
+pub fn last_output_line(command: &mut Command) -> anyhow::Result<String> {
+    let rendered = render(command);
+    let output = command
+        .output()
+        .with_context(|| format!("failed to start {rendered}"))?;
+    if !output.status.success() {
+        bail!(
+            "{rendered} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    Ok(stdout.lines().last().unwrap_or_default().to_owned())
+}
+
 /// The command line as it would be typed into a POSIX shell.
 pub fn render(command: &Command) -> String {
     let mut parts = vec![quoted(&command.get_program().to_string_lossy())];

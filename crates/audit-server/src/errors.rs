@@ -84,7 +84,7 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Gone(String),
+    TokenNotFound(String),
 }
 
 #[derive(Serialize)]
@@ -121,7 +121,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::TokensUnavailable => "tokens_unavailable",
             Self::Conflict(_) => "conflict",
-            Self::Gone(_) => "token_not_found",
+            Self::TokenNotFound(_) => "token_not_found",
         }
     }
 
@@ -224,7 +224,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::NOT_FOUND,
+            Self::TokenNotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use audit_core::access::{self, AUTH_MODE_KEY, Actor, collector_event};
-use audit_core::copy::RowEncoder;
 use audit_core::storage_error::cause_chain;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -93,9 +92,8 @@ async fn record_in_log(state: &AppState, summary: &ReloadSummary, actor: &Actor)
         Value::from(summary.restart_required.clone()),
     );
     let event = collector_event("ConfigReloaded", actor, details);
-    let mut encoder = RowEncoder::default().written_by(actor.token_name());
-    encoder.push(event.as_event_ref());
-    if let Err(error) = runtime.writer.write(encoder.into_rows()).await {
+    let rows = access::rows_of(std::slice::from_ref(&event), actor);
+    if let Err(error) = runtime.writer.write(rows).await {
         tracing::warn!(error = %cause_chain(&error), "the reload could not be recorded in the log");
     }
 }

@@ -49,13 +49,16 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let prometheus =
             metrics::install_recorder().context("failed to install the metrics recorder")?;
-        let listener = bind(&settings.host, settings.port, settings.http.backlog)
-            .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
+        let listener = bind(
+            (settings.host.as_str(), settings.port),
+            settings.http.backlog,
+        )
+        .with_context(|| format!("failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let operators = match &settings.admin.listen {
             None => None,
             Some(address) => Some(
-                bind_address(address, settings.http.backlog)
+                bind(address.as_str(), settings.http.backlog)
                     .with_context(|| format!("failed to bind admin.listen {address}"))?,
             ),
         };
@@ -137,19 +140,11 @@ impl Application {
     }
 }
 
-/// Binds the listening socket with the configured backlog; the standard library's
-/// `TcpListener::bind` always asks for 128, and a burst of connections beyond the
-/// backlog is dropped by the kernel before the server sees it.
-fn bind(host: &str, port: u16, backlog: u32) -> anyhow::Result<TcpListener> {
-    listen_on((host, port), backlog)
-}
-
-/// Binds `host:port` text, as `admin.listen` gives it.
-fn bind_address(address: &str, backlog: u32) -> anyhow::Result<TcpListener> {
-    listen_on(address, backlog)
-}
-
-fn listen_on(address: impl ToSocketAddrs, backlog: u32) -> anyhow::Result<TcpListener> {
+/// Binds a listening socket (`(host, port)`, or `host:port` text as `admin.listen`
+/// gives it) with the configured backlog; the standard library's `TcpListener::bind`
+/// always asks for 128, and a burst of connections beyond the backlog is dropped by
+/// the kernel before the server sees it.
+fn bind(address: impl ToSocketAddrs, backlog: u32) -> anyhow::Result<TcpListener> {
     let address = address
         .to_socket_addrs()?
         .next()

@@ -5,7 +5,6 @@ use argh::FromArgs;
 use audit_core::access::{self, Actor, RevokeOutcome, TokenListing, TokenRequest};
 use audit_core::database;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::settings::Settings;
 
@@ -129,6 +128,5 @@ fn listing_line(token: &TokenListing) -> String {
 }
 
 fn timestamp(at: Option<OffsetDateTime>) -> String {
-    at.and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "never".to_owned())
+    access::rfc3339(at).unwrap_or_else(|| "never".to_owned())
 }

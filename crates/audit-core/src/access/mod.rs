@@ -17,8 +17,8 @@ pub use crate::access::secret::{SECRET_PREFIX, SecretHash, TokenSecret};
 pub use crate::access::store::{
     CreateError, KnownToken, NewToken, RevokeOutcome, TokenListing, TokenName, TokenNameError,
     TokenRequest, TokenRequestError, create_token, list_tokens, load_tokens, record_expired_tokens,
-    record_last_used, revoke_token,
+    record_last_used, revoke_token, rfc3339,
 };
 pub use crate::access::trail::{
-    Actor, COLLECTOR_APPLICATION, collector_event, write_in_transaction,
+    Actor, COLLECTOR_APPLICATION, collector_event, rows_of, write_in_transaction,
 };

@@ -396,12 +396,16 @@ pub async fn record_last_used(
     Ok(())
 }
 
-fn timestamp_value(at: Option<OffsetDateTime>) -> Value {
+/// A token time as the collector's events, `/admin/tokens` and `token` show it.
+pub fn rfc3339(at: Option<OffsetDateTime>) -> Option<String> {
     at.and_then(|at| {
         at.format(&time::format_description::well_known::Rfc3339)
             .ok()
     })
-    .map_or(Value::Null, Value::from)
+}
+
+fn timestamp_value(at: Option<OffsetDateTime>) -> Value {
+    rfc3339(at).map_or(Value::Null, Value::from)
 }
 
 #[cfg(test)]

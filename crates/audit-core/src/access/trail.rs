@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 use tokio_postgres::Transaction;
 
-use crate::copy::{CopyTarget, RowEncoder, copy_in, framed_rows};
+use crate::copy::{CopyTarget, EncodedRows, RowEncoder, copy_in, framed_rows};
 use crate::event::NewEvent;
 use crate::storage_error::StorageError;
 
@@ -65,6 +65,16 @@ pub fn collector_event(kind: &'static str, actor: &Actor, details: Map<String, V
     NewEvent::from_collector(COLLECTOR_APPLICATION, kind, &Value::Object(payload))
 }
 
+/// The collector's events as COPY rows written by `actor`: for a transaction of
+/// their own (`write_in_transaction`) or the group-commit writer.
+pub fn rows_of(events: &[NewEvent], actor: &Actor) -> EncodedRows {
+    let mut encoder = RowEncoder::default().written_by(actor.token_name());
+    for event in events {
+        encoder.push(event.as_event_ref());
+    }
+    encoder.into_rows()
+}
+
 /// Writes the collector's events inside the caller's transaction, so that they commit
 /// with the change they record, or not at all.
 pub async fn write_in_transaction(
@@ -72,11 +82,7 @@ pub async fn write_in_transaction(
     events: &[NewEvent],
     actor: &Actor,
 ) -> Result<u64, StorageError> {
-    let mut encoder = RowEncoder::default().written_by(actor.token_name());
-    for event in events {
-        encoder.push(event.as_event_ref());
-    }
-    let rows = encoder.into_rows();
+    let rows = rows_of(events, actor);
     let chunks = futures_util::stream::iter(framed_rows([rows.bytes]));
     copy_in(CopyTarget::InTransaction(transaction), chunks).await
 }

@@ -14,34 +14,31 @@
 //! | 4 + n | `payload`: the JSON text exactly as stored, likewise |
 //! | 1, or 1 + 4 + n | `token_name`: `0x00` when null, else `0x01`, its length, its bytes |
 
-use crate::timestamp::EventTimestamp;
+use crate::event::StoredEvent;
 
 /// The version byte every leaf of this encoding starts with.
 pub const LEAF_VERSION: u8 = 0x01;
 
-/// A stored event as its leaf encodes it.
+/// A stored event as its leaf encodes it: the row and the token that wrote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafEvent<'a> {
-    pub id: i64,
-    pub event_ts: EventTimestamp,
-    pub application_name: &'a str,
-    pub event_kind: &'a str,
-    pub payload: &'a str,
+    pub event: StoredEvent<'a>,
     pub token_name: Option<&'a str>,
 }
 
 impl LeafEvent<'_> {
     /// The leaf bytes (see the module's table).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let texts = self.application_name.len() + self.event_kind.len() + self.payload.len();
+        let event = &self.event;
+        let texts = event.application_name.len() + event.event_kind.len() + event.payload.len();
         let token = self.token_name.map_or(0, |name| 4 + name.len());
         let mut bytes = Vec::with_capacity(1 + 8 + 8 + 12 + texts + 1 + token);
         bytes.push(LEAF_VERSION);
-        bytes.extend_from_slice(&self.id.to_be_bytes());
-        let micros = self.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
+        bytes.extend_from_slice(&event.id.to_be_bytes());
+        let micros = event.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
         // Years 0000-9999 are within ±2^58 microseconds of 1970: always fits.
         bytes.extend_from_slice(&i64::try_from(micros).unwrap_or(i64::MAX).to_be_bytes());
-        for text in [self.application_name, self.event_kind, self.payload] {
+        for text in [event.application_name, event.event_kind, event.payload] {
             put_text(&mut bytes, text);
         }
         match self.token_name {
@@ -70,14 +67,28 @@ fn put_text(bytes: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::EventTimestamp;
 
-    fn event() -> LeafEvent<'static> {
-        LeafEvent {
+    fn stored() -> StoredEvent<'static> {
+        StoredEvent {
             id: 258,
             event_ts: EventTimestamp::parse("1970-01-01T00:00:01.000002Z").unwrap(),
             application_name: "app",
             event_kind: "Login",
             payload: r#"{"a":1}"#,
+        }
+    }
+
+    fn event() -> LeafEvent<'static> {
+        LeafEvent {
+            event: stored(),
+            token_name: None,
+        }
+    }
+
+    fn changed(event: StoredEvent<'static>) -> LeafEvent<'static> {
+        LeafEvent {
+            event,
             token_name: None,
         }
     }
@@ -106,33 +117,36 @@ mod tests {
         let original = event().hash();
         let moved = EventTimestamp::parse("1970-01-01T00:00:01.000003Z").unwrap();
         let changed = [
-            LeafEvent { id: 259, ..event() },
-            LeafEvent {
+            changed(StoredEvent {
+                id: 259,
+                ..stored()
+            }),
+            changed(StoredEvent {
                 event_ts: moved,
-                ..event()
-            },
-            LeafEvent {
+                ..stored()
+            }),
+            changed(StoredEvent {
                 application_name: "apq",
-                ..event()
-            },
-            LeafEvent {
+                ..stored()
+            }),
+            changed(StoredEvent {
                 event_kind: "Logout",
-                ..event()
-            },
-            LeafEvent {
+                ..stored()
+            }),
+            changed(StoredEvent {
                 payload: r#"{"a":2}"#,
-                ..event()
-            },
+                ..stored()
+            }),
             LeafEvent {
                 token_name: Some(""),
                 ..event()
             },
             // The same bytes moved from one field to the next: lengths tell them apart.
-            LeafEvent {
+            changed(StoredEvent {
                 application_name: "appL",
                 event_kind: "ogin",
-                ..event()
-            },
+                ..stored()
+            }),
         ];
 
         for event in changed {

@@ -148,11 +148,10 @@ pub fn verify_inclusion(
         }
         if node & 1 == 1 || node == last {
             computed = node_hash(sibling, &computed);
-            if node & 1 == 0 {
-                while node & 1 == 0 && node != 0 {
-                    node >>= 1;
-                    last >>= 1;
-                }
+            // A right edge: climb to where this node is a right child.
+            while node & 1 == 0 && node != 0 {
+                node >>= 1;
+                last >>= 1;
             }
         } else {
             computed = node_hash(&computed, sibling);
@@ -221,11 +220,10 @@ pub fn verify_consistency(
         if node & 1 == 1 || node == last {
             old_computed = node_hash(sibling, &old_computed);
             new_computed = node_hash(sibling, &new_computed);
-            if node & 1 == 0 {
-                while node & 1 == 0 && node != 0 {
-                    node >>= 1;
-                    last >>= 1;
-                }
+            // A right edge: climb to where this node is a right child.
+            while node & 1 == 0 && node != 0 {
+                node >>= 1;
+                last >>= 1;
             }
         } else {
             new_computed = node_hash(&new_computed, sibling);

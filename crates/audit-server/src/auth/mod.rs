@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
-use audit_core::access::{Actor, Applications};
+use audit_core::access::{Actor, Applications, KnownToken};
 use audit_core::batch::WriteGrant;
 use metrics::counter;
 
@@ -89,19 +89,22 @@ impl Caller {
 
     /// Refuses, before the body is read, a caller that may write nothing at all.
     pub fn require_some_write(&self) -> Result<(), ApiError> {
-        match self {
-            Self::Token(cached) if cached.token.write.is_empty() => {
-                Err(forbidden(&cached.token.name, "write events"))
-            }
-            _ => Ok(()),
-        }
+        self.require_some(|token| &token.write, "write events")
     }
 
     /// Refuses a caller that may read nothing at all.
     pub fn require_some_read(&self) -> Result<(), ApiError> {
+        self.require_some(|token| &token.read, "read events")
+    }
+
+    fn require_some(
+        &self,
+        scope: impl FnOnce(&KnownToken) -> &Applications,
+        action: &str,
+    ) -> Result<(), ApiError> {
         match self {
-            Self::Token(cached) if cached.token.read.is_empty() => {
-                Err(forbidden(&cached.token.name, "read events"))
+            Self::Token(cached) if scope(&cached.token).is_empty() => {
+                Err(forbidden(&cached.token.name, action))
             }
             _ => Ok(()),
         }

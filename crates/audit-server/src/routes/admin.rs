@@ -58,7 +58,7 @@ pub async fn create_token(
         "write": token.write.to_list(),
         "read": token.read.to_list(),
         "admin": token.admin,
-        "expires_at": token.expires_at.and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()),
+        "expires_at": access::rfc3339(token.expires_at),
     })))
 }
 
@@ -72,7 +72,7 @@ pub async fn revoke_token(
     let outcome = access::revoke_token(runtime.repository.pool(), &name, &actor).await?;
     reread(&state).await;
     match outcome {
-        RevokeOutcome::Unknown => Err(ApiError::Gone(format!("no token is named {name:?}"))),
+        RevokeOutcome::Unknown => Err(ApiError::TokenNotFound(format!("no token is named {name:?}"))),
         RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => Ok(HttpResponse::Ok().json(
             json!({ "name": name.as_str(), "revoked": true, "already_revoked": outcome == RevokeOutcome::AlreadyRevoked }),
         )),
