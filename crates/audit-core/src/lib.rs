@@ -16,4 +16,5 @@ pub mod migrations;
 pub mod repository;
 pub mod storage_error;
 pub mod timestamp;
+pub mod tree;
 pub mod writer;

@@ -271,7 +271,7 @@ pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), Storage
 /// One row as an event, its columns from `first` on. A value this build cannot
 /// represent (a timestamp past year 9999 written by another client, say) is a
 /// `CorruptRow` naming the id, never a panic.
-fn stored_event_from_row(
+pub(crate) fn stored_event_from_row(
     row: &tokio_postgres::Row,
     first: usize,
 ) -> Result<StoredEvent<'_>, StorageError> {

@@ -35,9 +35,7 @@ impl LeafEvent<'_> {
         let mut bytes = Vec::with_capacity(1 + 8 + 8 + 12 + texts + 1 + token);
         bytes.push(LEAF_VERSION);
         bytes.extend_from_slice(&event.id.to_be_bytes());
-        let micros = event.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
-        // Years 0000-9999 are within ±2^58 microseconds of 1970: always fits.
-        bytes.extend_from_slice(&i64::try_from(micros).unwrap_or(i64::MAX).to_be_bytes());
+        bytes.extend_from_slice(&self.event_ts_micros().to_be_bytes());
         for text in [event.application_name, event.event_kind, event.payload] {
             put_text(&mut bytes, text);
         }
@@ -49,6 +47,13 @@ impl LeafEvent<'_> {
             }
         }
         bytes
+    }
+
+    /// `event_ts` in microseconds since 1970-01-01T00:00:00Z.
+    pub fn event_ts_micros(&self) -> i64 {
+        let micros = self.event.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
+        // Years 0000-9999 are within ±2^58 microseconds of 1970: always fits.
+        i64::try_from(micros).unwrap_or(i64::MAX)
     }
 
     /// The RFC 6962 leaf hash of the leaf bytes.

@@ -11,9 +11,14 @@ use sha2::{Digest, Sha256};
 
 mod frontier;
 mod leaf;
+mod subtrees;
 
 pub use crate::merkle::frontier::{Frontier, FrontierMismatch};
 pub use crate::merkle::leaf::{LEAF_VERSION, LeafEvent};
+pub use crate::merkle::subtrees::{
+    LeafSlice, SubtreeSource, Wanted, consistency_path, inclusion_path, range_root,
+};
+use crate::merkle::subtrees::split_point;
 
 /// A SHA-256 hash: of a leaf, of a subtree, or the root of a tree.
 pub type Hash = [u8; 32];
@@ -58,7 +63,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
         [] => empty_root(),
         [leaf] => *leaf,
         _ => {
-            let split = split_point(leaves.len());
+            let split = usize::try_from(split_point(leaves.len() as u64)).unwrap_or(usize::MAX);
             node_hash(&root(&leaves[..split]), &root(&leaves[split..]))
         }
     }
@@ -67,65 +72,15 @@ pub fn root(leaves: &[Hash]) -> Hash {
 /// The inclusion proof (PATH) of leaf `index` in the tree of these leaves; none when
 /// the index is outside it.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    path(leaves, index, &mut proof);
-    Some(proof)
-}
-
-fn path(leaves: &[Hash], index: usize, proof: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let split = split_point(leaves.len());
-    if index < split {
-        path(&leaves[..split], index, proof);
-        proof.push(root(&leaves[split..]));
-    } else {
-        path(&leaves[split..], index - split, proof);
-        proof.push(root(&leaves[..split]));
-    }
+    let Ok(proof) = inclusion_path(&mut LeafSlice(leaves), index as u64, leaves.len() as u64);
+    proof
 }
 
 /// The consistency proof (PROOF) between the tree of the first `old_size` leaves and
 /// the tree of all of them; none when `old_size` is larger than the tree.
 pub fn consistency_proof(leaves: &[Hash], old_size: usize) -> Option<Vec<Hash>> {
-    if old_size > leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    if old_size > 0 {
-        subproof(leaves, old_size, true, &mut proof);
-    }
-    Some(proof)
-}
-
-fn subproof(leaves: &[Hash], old_size: usize, whole: bool, proof: &mut Vec<Hash>) {
-    if old_size == leaves.len() {
-        if !whole {
-            proof.push(root(leaves));
-        }
-        return;
-    }
-    let split = split_point(leaves.len());
-    if old_size <= split {
-        subproof(&leaves[..split], old_size, whole, proof);
-        proof.push(root(&leaves[split..]));
-    } else {
-        subproof(&leaves[split..], old_size - split, false, proof);
-        proof.push(root(&leaves[..split]));
-    }
-}
-
-/// The largest power of two below `size` (which is at least 2).
-fn split_point(size: usize) -> usize {
-    let mut split = 1;
-    while split * 2 < size {
-        split *= 2;
-    }
-    split
+    let Ok(proof) = consistency_path(&mut LeafSlice(leaves), old_size as u64, leaves.len() as u64);
+    proof
 }
 
 /// Checks that `leaf` is leaf `index` of the tree of `size` leaves whose root is

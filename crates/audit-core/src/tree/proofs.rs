@@ -1,0 +1,147 @@
+//! Proofs served from the stored tree: an event's inclusion in a checkpointed tree,
+//! and the consistency of two checkpointed sizes. Only the tiles a proof needs are
+//! read (one per perfect subtree it names, fetched at once).
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::GenericClient;
+
+use crate::merkle::{self, Hash, SubtreeSource, Wanted};
+use crate::storage_error::{StorageError, classify};
+use crate::tree::records::LeafRecord;
+use crate::tree::tiles::{FetchedTiles, MissingTile, TILE_WIDTH, TileKey, read_tiles, tile_of};
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub note: String,
+}
+
+/// An inclusion proof, as `/api/event/{id}/proof` answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hash,
+    pub path: Vec<Hash>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProofReadError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the stored tree is missing a tile it should have: {0}")]
+    Missing(#[from] MissingTile),
+}
+
+/// The latest checkpoint, or the one of exactly `size` leaves.
+pub async fn checkpoint(
+    client: &impl GenericClient,
+    size: Option<u64>,
+) -> Result<Option<StoredCheckpoint>, StorageError> {
+    let row = match size {
+        None => client
+            .query_opt(
+                "SELECT size, note FROM tree_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await,
+        Some(size) => {
+            let size = i64::try_from(size).unwrap_or(i64::MAX);
+            client
+                .query_opt(
+                    "SELECT size, note FROM tree_checkpoints WHERE size = $1",
+                    &[&size],
+                )
+                .await
+        }
+    }
+    .map_err(classify)?;
+    row.map(|row| {
+        let size: i64 = row.try_get(0).map_err(classify)?;
+        Ok(StoredCheckpoint {
+            size: u64::try_from(size).unwrap_or(0),
+            note: row.try_get(1).map_err(classify)?,
+        })
+    })
+    .transpose()
+}
+
+/// The application of event `id` (none when no event has it) and its leaf index,
+/// when it is sealed.
+pub async fn find_leaf(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<(String, Option<u64>)>, StorageError> {
+    let Some(event) = client
+        .query_opt("SELECT application_name FROM events WHERE id = $1", &[&id])
+        .await
+        .map_err(classify)?
+    else {
+        return Ok(None);
+    };
+    let application: String = event.try_get(0).map_err(classify)?;
+    let tiles = client
+        .query(
+            "SELECT tile, records FROM tree_leaves \
+             WHERE int8range(min_id, max_id, '[]') @> $1::bigint",
+            &[&id],
+        )
+        .await
+        .map_err(classify)?;
+    for row in tiles {
+        let tile: i64 = row.try_get(0).map_err(classify)?;
+        let bytes: Vec<u8> = row.try_get(1).map_err(classify)?;
+        let records = LeafRecord::parse_all(&bytes).unwrap_or_default();
+        if let Some(position) = records.iter().position(|record| record.id == id) {
+            let tile = u64::try_from(tile).unwrap_or(0);
+            return Ok(Some((application, Some(tile * TILE_WIDTH + position as u64))));
+        }
+    }
+    Ok(Some((application, None)))
+}
+
+/// The inclusion proof of leaf `leaf_index` in the tree of `tree_size` leaves.
+pub async fn inclusion(
+    client: &impl GenericClient,
+    leaf_index: u64,
+    tree_size: u64,
+) -> Result<Option<InclusionProof>, ProofReadError> {
+    if leaf_index >= tree_size {
+        return Ok(None);
+    }
+    let mut wanted = Wanted::default();
+    let Ok(_) = merkle::inclusion_path(&mut wanted, leaf_index, tree_size);
+    // The leaf itself: the perfect subtree of height 0 at its index.
+    wanted.0.push((0, leaf_index));
+    let mut tiles = fetch(client, &wanted).await?;
+    let leaf_hash = tiles.perfect(0, leaf_index)?;
+    let path = merkle::inclusion_path(&mut tiles, leaf_index, tree_size)?.unwrap_or_default();
+    Ok(Some(InclusionProof {
+        leaf_index,
+        tree_size,
+        leaf_hash,
+        path,
+    }))
+}
+
+/// The consistency proof between the trees of `first` and `second` leaves.
+pub async fn consistency(
+    client: &impl GenericClient,
+    first: u64,
+    second: u64,
+) -> Result<Option<Vec<Hash>>, ProofReadError> {
+    let mut wanted = Wanted::default();
+    let Ok(_) = merkle::consistency_path(&mut wanted, first, second);
+    let mut tiles = fetch(client, &wanted).await?;
+    Ok(merkle::consistency_path(&mut tiles, first, second)?)
+}
+
+/// The tiles holding the subtrees `wanted` names.
+async fn fetch(client: &impl GenericClient, wanted: &Wanted) -> Result<FetchedTiles, StorageError> {
+    let keys: BTreeSet<TileKey> = (wanted.0.iter())
+        .map(|(height, index)| tile_of(*height, *index).0)
+        .collect();
+    Ok(FetchedTiles(read_tiles(client, keys).await?))
+}

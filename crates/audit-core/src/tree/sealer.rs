@@ -1,0 +1,408 @@
+//! The sealer: appends committed events to the tree in their commit-safe order
+//! (`order`), stores the tiles, leaf records and head, and signs checkpoints. One per
+//! database is active, the holder of a session advisory lock; the others wait to take
+//! over.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use futures_util::{StreamExt, pin_mut};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, IsolationLevel};
+
+use crate::checkpoint::{Checkpoint, SigningKey};
+use crate::merkle::{Frontier, LeafEvent};
+use crate::repository::stored_event_from_row;
+use crate::storage_error::{StorageError, classify};
+use crate::tree::order::{Round, Rounds};
+use crate::tree::records::LeafRecord;
+use crate::tree::tiles::{MissingTile, TILE_WIDTH, TileAppender, read_tiles, split_hashes};
+
+/// The session advisory lock the active sealer holds ("auditslr").
+pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
+
+/// Changed tiles kept in memory before they are written, within a round: bounds a
+/// round's memory when it seals many events (the first round over an existing table).
+const TILES_PER_WRITE: usize = 512;
+
+/// The events of a round, in (txid, id) order, from the ids above the floor.
+const UNSEALED: &str = "SELECT id, event_ts, application_name, event_kind, payload::text, \
+     token_name, coalesce(txid, '0'::xid8)::text::bigint AS txid \
+     FROM events \
+     WHERE id > $1 \
+       AND coalesce(txid, '0'::xid8) >= ($2::bigint)::text::xid8 \
+       AND coalesce(txid, '0'::xid8) < ($3::bigint)::text::xid8 \
+     ORDER BY coalesce(txid, '0'::xid8), id";
+
+/// What the sealer knows between rounds; reloaded from the database when it takes
+/// over, so that any instance continues where another stopped.
+#[derive(Clone, Debug)]
+struct TreeState {
+    /// Every event with a smaller txid is sealed; none before the first round.
+    horizon: Option<i64>,
+    frontier: Frontier,
+    tiles: TileAppender,
+    /// The records of level-0's last tile.
+    records: Vec<LeafRecord>,
+    changed_records: BTreeMap<u64, Vec<LeafRecord>>,
+    rounds: Rounds,
+    checkpointed_size: u64,
+}
+
+/// How a sealer signs.
+#[derive(Debug)]
+pub struct Signing {
+    pub key: SigningKey,
+    pub origin: String,
+}
+
+/// What one round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub sealed: u64,
+    pub size: u64,
+    /// Events the round left out because their ids were not drawn in order (given by
+    /// hand, outside the collector): ids, each reported once per sealer.
+    pub refused: Vec<i64>,
+    /// The signed note, when the round signed a checkpoint.
+    pub checkpoint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the stored tree is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+}
+
+impl From<MissingTile> for SealError {
+    fn from(missing: MissingTile) -> Self {
+        Self::Inconsistent(missing.to_string())
+    }
+}
+
+/// The active sealer: its own connection, holding [`SEALER_LOCK`].
+pub struct Sealer {
+    client: Client,
+    state: TreeState,
+    signing: Signing,
+    reported: HashSet<i64>,
+}
+
+impl Sealer {
+    /// Takes the lock on `client` and loads the tree, or gives the client back when
+    /// another sealer holds the lock.
+    pub async fn take_over(client: Client, signing: Signing) -> Result<Result<Self, Client>, SealError> {
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&SEALER_LOCK])
+            .await
+            .map_err(classify)?;
+        if !row.try_get::<_, bool>(0).map_err(classify)? {
+            return Ok(Err(client));
+        }
+        // A round sorts its events: enough memory for a busy second's worth.
+        client
+            .batch_execute("SET work_mem = '64MB'")
+            .await
+            .map_err(classify)?;
+        let state = load_state(&client).await?;
+        Ok(Ok(Self {
+            client,
+            state,
+            signing,
+            reported: HashSet::new(),
+        }))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.state.frontier.size()
+    }
+
+    /// Seals what has committed since the last round; signs a checkpoint too when
+    /// `checkpoint` and the tree grew since the last one. Nothing changes, in the
+    /// database or here, unless the round commits.
+    pub async fn round(&mut self, checkpoint: bool) -> Result<RoundReport, SealError> {
+        let id_bound: i64 = self
+            .client
+            .query_one(
+                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
+                 FROM events_id_seq",
+                &[],
+            )
+            .await
+            .map_err(classify)?
+            .try_get(0)
+            .map_err(classify)?;
+        let transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(classify)?;
+        // The snapshot is taken here, after the sequence was read.
+        let row = transaction
+            .query_one(
+                "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
+                        pg_snapshot_xmax(snapshot)::text::bigint \
+                 FROM pg_current_snapshot() AS snapshot",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        let (xmin, xmax): (i64, i64) = (
+            row.try_get(0).map_err(classify)?,
+            row.try_get(1).map_err(classify)?,
+        );
+        let mut state = self.state.clone();
+        let mut report = RoundReport::default();
+        if state.horizon != Some(xmin) {
+            let previous = state.horizon.unwrap_or(0);
+            let floor = state.rounds.id_floor(previous);
+            let parameters: [&(dyn ToSql + Sync); 3] = [&floor, &previous, &xmin];
+            let statement = transaction.prepare(UNSEALED).await.map_err(classify)?;
+            let rows = transaction
+                .query_raw(&statement, parameters)
+                .await
+                .map_err(classify)?;
+            pin_mut!(rows);
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(classify)?;
+                let event = stored_event_from_row(&row, 0)?;
+                let token_name: Option<&str> = row.try_get(5).map_err(classify)?;
+                let txid: i64 = row.try_get(6).map_err(classify)?;
+                if !state.rounds.drawn_in_order(txid, event.id) {
+                    if self.reported.insert(event.id) {
+                        report.refused.push(event.id);
+                    }
+                    continue;
+                }
+                state.append(&LeafEvent { event, token_name });
+                report.sealed += 1;
+                if state.tiles_waiting() >= TILES_PER_WRITE {
+                    write_tiles(&transaction, &mut state).await?;
+                }
+            }
+            write_tiles(&transaction, &mut state).await?;
+            state.horizon = Some(xmin);
+        }
+        state.rounds.push(Round {
+            next_xid: xmax,
+            id_bound,
+        });
+        state.rounds.prune(state.horizon.unwrap_or(0));
+        write_head(&transaction, &state).await?;
+        let size = state.frontier.size();
+        if checkpoint && size > state.checkpointed_size {
+            let note = Checkpoint {
+                origin: self.signing.origin.clone(),
+                size,
+                root: state.frontier.root(),
+            }
+            .sign(&self.signing.key)?;
+            transaction
+                .execute(
+                    "INSERT INTO tree_checkpoints (size, note) VALUES ($1, $2)",
+                    &[&to_i64(size), &note],
+                )
+                .await
+                .map_err(classify)?;
+            state.checkpointed_size = size;
+            report.checkpoint = Some(note);
+        }
+        transaction.commit().await.map_err(classify)?;
+        self.state = state;
+        report.size = size;
+        Ok(report)
+    }
+
+    /// Waits `interval`, unless the connection (and with it the lock) is lost first.
+    pub async fn pause(&self, interval: Duration) -> Result<(), StorageError> {
+        tokio::time::sleep(interval).await;
+        if self.client.is_closed() {
+            return Err(StorageError::unavailable("the sealer's connection was lost"));
+        }
+        Ok(())
+    }
+}
+
+impl TreeState {
+    fn append(&mut self, event: &LeafEvent<'_>) {
+        let hash = event.hash();
+        self.frontier.push(hash);
+        self.tiles.push(hash);
+        let width = usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX);
+        if self.records.len() == width {
+            self.records.clear();
+        }
+        self.records.push(LeafRecord::of(event));
+        let tile = (self.frontier.size() - 1) / TILE_WIDTH;
+        self.changed_records.insert(tile, self.records.clone());
+    }
+
+    fn tiles_waiting(&self) -> usize {
+        self.changed_records.len()
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The head, rounds, last tiles and checkpointed size as stored.
+async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError> {
+    let head = client
+        .query_opt(
+            "SELECT size, horizon::text::bigint, frontier FROM tree_head",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let (size, horizon, frontier) = match head {
+        None => (0u64, None, Frontier::default()),
+        Some(row) => {
+            let size: i64 = row.try_get(0).map_err(classify)?;
+            let size = u64::try_from(size)
+                .map_err(|_| SealError::Inconsistent(format!("negative tree size {size}")))?;
+            let horizon: Option<i64> = row.try_get(1).map_err(classify)?;
+            let bytes: Vec<u8> = row.try_get(2).map_err(classify)?;
+            let subtrees = split_hashes(&bytes)
+                .ok_or_else(|| SealError::Inconsistent("a torn frontier".to_owned()))?;
+            let frontier = Frontier::from_parts(size, subtrees)
+                .map_err(|error| SealError::Inconsistent(error.to_string()))?;
+            (size, horizon, frontier)
+        }
+    };
+    let wanted = TileAppender::tiles_to_resume(size);
+    let tiles = read_tiles(client, wanted).await?;
+    let appender = TileAppender::resume(size, &tiles)?;
+    let partial = size % TILE_WIDTH;
+    let records = if partial == 0 {
+        Vec::new()
+    } else {
+        let row = client
+            .query_opt(
+                "SELECT records FROM tree_leaves WHERE tile = $1",
+                &[&to_i64(size / TILE_WIDTH)],
+            )
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| SealError::Inconsistent("the last leaf records are missing".into()))?;
+        let bytes: Vec<u8> = row.try_get(0).map_err(classify)?;
+        LeafRecord::parse_all(&bytes)
+            .filter(|records| records.len() as u64 >= partial)
+            .map(|mut records| {
+                records.truncate(usize::try_from(partial).unwrap_or(0));
+                records
+            })
+            .ok_or_else(|| SealError::Inconsistent("torn leaf records".into()))?
+    };
+    let rounds = client
+        .query(
+            "SELECT next_xid::text::bigint, id_bound FROM tree_rounds",
+            &[],
+        )
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(|row| {
+            Ok(Round {
+                next_xid: row.try_get(0).map_err(classify)?,
+                id_bound: row.try_get(1).map_err(classify)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    let checkpointed: Option<i64> = client
+        .query_one("SELECT max(size) FROM tree_checkpoints", &[])
+        .await
+        .map_err(classify)?
+        .try_get(0)
+        .map_err(classify)?;
+    Ok(TreeState {
+        horizon,
+        frontier,
+        tiles: appender,
+        records,
+        changed_records: BTreeMap::new(),
+        rounds: Rounds::new(rounds),
+        checkpointed_size: checkpointed.and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+    })
+}
+
+/// Writes the tiles and leaf records changed since the last write.
+async fn write_tiles(client: &impl GenericClient, state: &mut TreeState) -> Result<(), StorageError> {
+    let tiles = state.tiles.take_changed();
+    if !tiles.is_empty() {
+        let levels: Vec<i16> = tiles.keys().map(|key| i16::from(key.level)).collect();
+        let indexes: Vec<i64> = tiles.keys().map(|key| to_i64(key.index)).collect();
+        let hashes: Vec<Vec<u8>> = tiles.values().map(|hashes| hashes.concat()).collect();
+        client
+            .execute(
+                "INSERT INTO tree_tiles (level, tile, hashes) \
+                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[]) \
+                 ON CONFLICT (level, tile) DO UPDATE SET hashes = excluded.hashes",
+                &[&levels, &indexes, &hashes],
+            )
+            .await
+            .map_err(classify)?;
+    }
+    let records = std::mem::take(&mut state.changed_records);
+    if !records.is_empty() {
+        let tiles: Vec<i64> = records.keys().map(|tile| to_i64(*tile)).collect();
+        let min_ids: Vec<i64> = (records.values())
+            .map(|records| records.iter().map(|record| record.id).min().unwrap_or(0))
+            .collect();
+        let max_ids: Vec<i64> = (records.values())
+            .map(|records| records.iter().map(|record| record.id).max().unwrap_or(0))
+            .collect();
+        let bytes: Vec<Vec<u8>> = (records.values())
+            .map(|records| records.iter().flat_map(|record| record.to_bytes()).collect())
+            .collect();
+        client
+            .execute(
+                "INSERT INTO tree_leaves (tile, min_id, max_id, records) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[]) \
+                 ON CONFLICT (tile) DO UPDATE SET min_id = excluded.min_id, \
+                     max_id = excluded.max_id, records = excluded.records",
+                &[&tiles, &min_ids, &max_ids, &bytes],
+            )
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+async fn write_head(client: &impl GenericClient, state: &TreeState) -> Result<(), StorageError> {
+    let frontier: Vec<u8> = state.frontier.subtrees().concat();
+    let size = to_i64(state.frontier.size());
+    client
+        .execute(
+            "INSERT INTO tree_head (size, horizon, frontier) \
+             VALUES ($1, ($2::bigint)::text::xid8, $3) \
+             ON CONFLICT (singleton) DO UPDATE SET size = excluded.size, \
+                 horizon = excluded.horizon, frontier = excluded.frontier",
+            &[&size, &state.horizon, &frontier],
+        )
+        .await
+        .map_err(classify)?;
+    let (xids, bounds): (Vec<i64>, Vec<i64>) = (state.rounds.as_slice().iter())
+        .map(|round| (round.next_xid, round.id_bound))
+        .unzip();
+    // The kept rounds replace the stored ones: few rows, rewritten whole.
+    client
+        .execute("DELETE FROM tree_rounds", &[])
+        .await
+        .map_err(classify)?;
+    client
+        .execute(
+            "INSERT INTO tree_rounds (next_xid, id_bound) \
+             SELECT x::text::xid8, b FROM unnest($1::bigint[], $2::bigint[]) AS r (x, b)",
+            &[&xids, &bounds],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The tree's hashes in C2SP tlog-tiles layout, height 8: level 0 holds the leaf
+//! hashes, level `l` the roots of the perfect subtrees of `256^l` leaves; tile `t` of a
+//! level holds its hashes `256 t .. 256 t + 256`, concatenated. The last tile of each
+//! level is partial (fewer than 256 hashes) until it fills.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio_postgres::GenericClient;
+
+use crate::merkle::{Hash, SubtreeSource, root};
+use crate::storage_error::{StorageError, classify};
+
+/// Hashes per full tile, and the levels of subtree height one tile level spans.
+pub const TILE_WIDTH: u64 = 256;
+pub const TILE_HEIGHT: u32 = 8;
+
+/// Which tile: its level and its index within the level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileKey {
+    pub level: u8,
+    pub index: u64,
+}
+
+/// How many hashes level `level` holds in a tree of `size` leaves: one per complete
+/// subtree of `256^level` leaves.
+pub fn hashes_at_level(size: u64, level: u8) -> u64 {
+    size.checked_shr(TILE_HEIGHT * u32::from(level)).unwrap_or(0)
+}
+
+/// The tile holding the hashes a perfect subtree is computed from, and their range
+/// within it: the subtree of `2^height` leaves at `index` is the root of `2^(height %
+/// 8)` consecutive hashes of level `height / 8`, all in one tile.
+pub fn tile_of(height: u32, index: u64) -> (TileKey, std::ops::Range<usize>) {
+    let level = height / TILE_HEIGHT;
+    let inner = height % TILE_HEIGHT;
+    let first = index << inner;
+    let key = TileKey {
+        level: u8::try_from(level).unwrap_or(u8::MAX),
+        index: first / TILE_WIDTH,
+    };
+    let start = usize::try_from(first % TILE_WIDTH).unwrap_or(0);
+    (key, start..start + (1 << inner))
+}
+
+/// A tile's bytes as hashes; none when its length is not a whole number of hashes.
+pub fn split_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
+    if bytes.len() % 32 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|chunk| {
+                let mut hash = [0; 32];
+                hash.copy_from_slice(chunk);
+                hash
+            })
+            .collect(),
+    )
+}
+
+/// The stored tiles among `keys` (a torn one, not whole hashes, is left out).
+pub async fn read_tiles(
+    client: &impl GenericClient,
+    keys: impl IntoIterator<Item = TileKey>,
+) -> Result<HashMap<TileKey, Vec<Hash>>, StorageError> {
+    let (levels, indexes): (Vec<i16>, Vec<i64>) = keys
+        .into_iter()
+        .map(|key| {
+            let index = i64::try_from(key.index).unwrap_or(i64::MAX);
+            (i16::from(key.level), index)
+        })
+        .unzip();
+    let rows = client
+        .query(
+            "SELECT level, tile, hashes FROM tree_tiles \
+             WHERE (level, tile) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
+            &[&levels, &indexes],
+        )
+        .await
+        .map_err(classify)?;
+    let mut tiles = HashMap::new();
+    for row in rows {
+        let level: i16 = row.try_get(0).map_err(classify)?;
+        let index: i64 = row.try_get(1).map_err(classify)?;
+        let bytes: Vec<u8> = row.try_get(2).map_err(classify)?;
+        if let Some(hashes) = split_hashes(&bytes) {
+            let key = TileKey {
+                level: u8::try_from(level).unwrap_or(u8::MAX),
+                index: u64::try_from(index).unwrap_or(u64::MAX),
+            };
+            tiles.insert(key, hashes);
+        }
+    }
+    Ok(tiles)
+}
+
+/// A tile a proof needs is missing or shorter than the tree says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("tile {level}/{index} is missing or too short")]
+pub struct MissingTile {
+    pub level: u8,
+    pub index: u64,
+}
+
+/// Perfect subtree hashes from fetched tiles.
+pub struct FetchedTiles(pub HashMap<TileKey, Vec<Hash>>);
+
+impl SubtreeSource for FetchedTiles {
+    type Error = MissingTile;
+
+    fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
+        let (key, range) = tile_of(height, index);
+        let missing = MissingTile {
+            level: key.level,
+            index: key.index,
+        };
+        let hashes = self.0.get(&key).ok_or(missing)?;
+        hashes.get(range).map(root).ok_or(missing)
+    }
+}
+
+/// The partial tile of each level, kept by the sealer as leaves are appended, and the
+/// tiles changed since they were last taken for storing.
+#[derive(Clone, Debug, Default)]
+pub struct TileAppender {
+    size: u64,
+    /// The last (partial, or just filled) tile of each level, bottom first.
+    last: Vec<Vec<Hash>>,
+    changed: BTreeMap<TileKey, Vec<Hash>>,
+}
+
+impl TileAppender {
+    /// Resumes from a tree of `size` leaves, given the tiles [`Self::tiles_to_resume`]
+    /// names.
+    pub fn resume(size: u64, tiles: &HashMap<TileKey, Vec<Hash>>) -> Result<Self, MissingTile> {
+        let mut last = Vec::new();
+        for level in (0u8..).take_while(|level| hashes_at_level(size, *level) > 0) {
+            let count = hashes_at_level(size, level);
+            let partial = usize::try_from(count % TILE_WIDTH).unwrap_or(0);
+            let key = TileKey {
+                level,
+                index: count / TILE_WIDTH,
+            };
+            let missing = MissingTile {
+                level,
+                index: key.index,
+            };
+            last.push(match partial {
+                // The level fills whole tiles: the next hash starts a new one.
+                0 => Vec::new(),
+                _ => tiles
+                    .get(&key)
+                    .and_then(|hashes| hashes.get(..partial))
+                    .ok_or(missing)?
+                    .to_vec(),
+            });
+        }
+        Ok(Self {
+            size,
+            last,
+            changed: BTreeMap::new(),
+        })
+    }
+
+    /// The tiles to read to resume a tree of `size` leaves: the last tile of each
+    /// level, where it is partial.
+    pub fn tiles_to_resume(size: u64) -> Vec<TileKey> {
+        (0u8..)
+            .map(|level| (level, hashes_at_level(size, level)))
+            .take_while(|(_, count)| *count > 0)
+            .filter(|(_, count)| count % TILE_WIDTH != 0)
+            .map(|(level, count)| TileKey {
+                level,
+                index: count / TILE_WIDTH,
+            })
+            .collect()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends one leaf hash: it goes into level 0's last tile, and each tile it fills
+    /// adds its root to the level above.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carried = leaf;
+        let mut level = 0usize;
+        loop {
+            if self.last.len() <= level {
+                self.last.push(Vec::new());
+            }
+            let count_before = hashes_at_level(self.size, level_u8(level));
+            let tile = &mut self.last[level];
+            if tile.len() == usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
+                tile.clear();
+            }
+            tile.push(carried);
+            let key = TileKey {
+                level: level_u8(level),
+                index: count_before / TILE_WIDTH,
+            };
+            self.changed.insert(key, tile.clone());
+            if tile.len() < usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
+                break;
+            }
+            carried = root(tile);
+            level += 1;
+        }
+        self.size += 1;
+    }
+
+    /// The tiles changed since the last call, each with all its hashes.
+    pub fn take_changed(&mut self) -> BTreeMap<TileKey, Vec<Hash>> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+fn level_u8(level: usize) -> u8 {
+    u8::try_from(level).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::{inclusion_path, leaf_hash, range_root};
+
+    fn leaves(count: u64) -> Vec<Hash> {
+        (0..count).map(|n| leaf_hash(&n.to_be_bytes())).collect()
+    }
+
+    /// Every tile of a tree built by the appender, as stored.
+    fn build(leaves: &[Hash]) -> HashMap<TileKey, Vec<Hash>> {
+        let mut appender = TileAppender::default();
+        let mut stored = HashMap::new();
+        for (count, leaf) in leaves.iter().enumerate() {
+            appender.push(*leaf);
+            // Taking the changes at uneven points, as rounds do.
+            if count % 97 == 0 {
+                stored.extend(appender.take_changed());
+            }
+        }
+        stored.extend(appender.take_changed());
+        stored
+    }
+
+    #[test]
+    fn proofs_from_tiles_are_the_proofs_from_every_leaf() {
+        let all = leaves(256 * 256 + 300);
+        let tiles = build(&all);
+        assert_eq!(tiles[&TileKey { level: 2, index: 0 }].len(), 1);
+        assert_eq!(tiles[&TileKey { level: 1, index: 1 }].len(), 1);
+        assert_eq!(tiles[&TileKey { level: 0, index: 257 }].len(), 44);
+
+        let mut source = FetchedTiles(tiles);
+        for size in [1, 255, 256, 257, 65_536, 65_537, all.len() as u64] {
+            let tree = &all[..usize::try_from(size).unwrap()];
+            assert_eq!(
+                range_root(&mut source, 0, size).unwrap(),
+                crate::merkle::root(tree)
+            );
+            for index in [0, size / 2, size - 1] {
+                assert_eq!(
+                    inclusion_path(&mut source, index, size).unwrap(),
+                    crate::merkle::inclusion_proof(tree, usize::try_from(index).unwrap()),
+                    "leaf {index} of {size}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_resumed_appender_writes_the_same_tiles() {
+        let all = leaves(256 * 256 + 17);
+        let whole = build(&all);
+        // Partial tiles on two levels, a full level-0 tile, a full level-1 tile.
+        for split in [256 * 2 + 5, 256 * 3, 256 * 256, 256 * 256 + 1] {
+            let first = build(&all[..split]);
+            let fetched = (TileAppender::tiles_to_resume(split as u64).into_iter())
+                .map(|key| (key, first[&key].clone()))
+                .collect();
+            let mut resumed = TileAppender::resume(split as u64, &fetched).unwrap();
+            for leaf in &all[split..] {
+                resumed.push(*leaf);
+            }
+            let mut combined = first;
+            combined.extend(resumed.take_changed());
+
+            assert_eq!(combined, whole, "resumed at {split}");
+            assert_eq!(resumed.size(), all.len() as u64);
+        }
+    }
+}
