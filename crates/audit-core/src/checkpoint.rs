@@ -51,6 +51,11 @@ impl SigningKey {
         Ok(Self(text.to_owned()))
     }
 
+    /// The key's name (`PRIVATE+KEY+name+id+key`), conventionally the log's origin.
+    pub fn name(&self) -> &str {
+        self.0.split('+').nth(2).unwrap_or_default()
+    }
+
     /// The text form, for the key file.
     pub fn expose(&self) -> &str {
         &self.0
@@ -196,6 +201,7 @@ mod tests {
         let key = SigningKey::parse(GO_SIGNING_KEY).unwrap();
 
         assert!(!format!("{key:?}").contains("AYEKF"));
+        assert_eq!(key.name(), "PeterNeumann");
         assert!(SigningKey::parse("PRIVATE+KEY+nope").is_err());
         assert!(Checkpoint::open("x\n\n\u{2014} a b\n", "not a key").is_err());
     }

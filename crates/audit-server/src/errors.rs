@@ -85,6 +85,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TokenNotFound(String),
+    /// A 404 whose code says what is missing (`event_not_found`, `not_sealed_yet`, ...).
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
 }
 
 #[derive(Serialize)]
@@ -122,6 +125,7 @@ impl ApiError {
             Self::TokensUnavailable => "tokens_unavailable",
             Self::Conflict(_) => "conflict",
             Self::TokenNotFound(_) => "token_not_found",
+            Self::Missing { code, .. } => code,
         }
     }
 
@@ -224,7 +228,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TokenNotFound(_) => StatusCode::NOT_FOUND,
+            Self::TokenNotFound(_) | Self::Missing { .. } => StatusCode::NOT_FOUND,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod errors;
 pub mod http_server;
+pub mod integrity;
 pub mod keygen_command;
 pub mod metrics;
 pub mod middleware;

@@ -29,6 +29,12 @@ pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
 pub const BUILD_INFO: &str = "audit_collector_build_info";
 pub const DATABASE_READY: &str = "database_ready";
 pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
+pub const INTEGRITY_TREE_SIZE: &str = "integrity_tree_size";
+pub const INTEGRITY_SEALED_EVENTS_TOTAL: &str = "integrity_sealed_events_total";
+pub const INTEGRITY_CHECKPOINTS_TOTAL: &str = "integrity_checkpoints_total";
+pub const INTEGRITY_SEALER_ACTIVE: &str = "integrity_sealer_active";
+pub const INTEGRITY_REFUSED_EVENTS_TOTAL: &str = "integrity_refused_events_total";
+pub const INTEGRITY_SEAL_ERRORS_TOTAL: &str = "integrity_seal_errors_total";
 
 /// The `path_template` of every request no route matched.
 pub const UNMATCHED_PATH: &str = "__not_matched__";
@@ -162,6 +168,30 @@ fn describe_metrics() {
     describe_gauge!(
         DATABASE_READY,
         "1 when the database answered the last readiness probe with every migration, else 0."
+    );
+    describe_gauge!(
+        INTEGRITY_TREE_SIZE,
+        "Events sealed into the Merkle tree, as this server's sealer last saw it."
+    );
+    describe_counter!(
+        INTEGRITY_SEALED_EVENTS_TOTAL,
+        "Events this server's sealer appended to the tree."
+    );
+    describe_counter!(
+        INTEGRITY_CHECKPOINTS_TOTAL,
+        "Checkpoints this server's sealer signed."
+    );
+    describe_gauge!(
+        INTEGRITY_SEALER_ACTIVE,
+        "1 while this server is the database's active sealer, else 0."
+    );
+    describe_counter!(
+        INTEGRITY_REFUSED_EVENTS_TOTAL,
+        "Events left unsealed because their ids were not drawn by the database (written by hand)."
+    );
+    describe_counter!(
+        INTEGRITY_SEAL_ERRORS_TOTAL,
+        "Sealing rounds that failed (the sealer then reconnects and takes over again)."
     );
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

@@ -29,6 +29,54 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub tls: TlsSettings,
     pub search: SearchSettings,
+    pub integrity: IntegritySettings,
+}
+
+/// Tamper evidence (README: "Proving the log was not changed"). Read at start; a
+/// reload does not change it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntegritySettings {
+    /// Seal events into the Merkle tree and sign checkpoints. Unset: on exactly when
+    /// `signing_key_file` is set.
+    pub enabled: Option<bool>,
+    /// The Ed25519 signing key `audit-server keygen` wrote.
+    pub signing_key_file: Option<PathBuf>,
+    /// The first line of every checkpoint, the log's name; default: the key's name.
+    pub origin: Option<String>,
+    /// How often a checkpoint is signed while the tree grows.
+    pub checkpoint_interval_ms: u64,
+    /// How often the sealer appends what has committed since its last round.
+    pub seal_interval_ms: u64,
+    /// A file every checkpoint is also appended to, outside the database.
+    pub checkpoint_log: Option<PathBuf>,
+}
+
+impl Default for IntegritySettings {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            signing_key_file: None,
+            origin: None,
+            checkpoint_interval_ms: 1_000,
+            seal_interval_ms: 200,
+            checkpoint_log: None,
+        }
+    }
+}
+
+impl IntegritySettings {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(self.signing_key_file.is_some())
+    }
+
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
+
+    pub fn seal_interval(&self) -> Duration {
+        Duration::from_millis(self.seal_interval_ms)
+    }
 }
 
 /// Reads that cannot use an index: how much of the table one page may look at.
@@ -202,6 +250,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             tls: TlsSettings::default(),
             search: SearchSettings::default(),
+            integrity: IntegritySettings::default(),
         }
     }
 }
@@ -413,6 +462,15 @@ impl Validate for Settings {
                 .is_none_or(|(_, port)| port.parse::<u16>().is_err())
         {
             return invalid("admin.listen", "must be host:port, e.g. 127.0.0.1:9091");
+        }
+        if self.integrity.enabled == Some(true) && self.integrity.signing_key_file.is_none() {
+            return invalid(
+                "integrity.enabled",
+                "needs integrity.signing_key_file (audit-server keygen writes one)",
+            );
+        }
+        if self.integrity.checkpoint_interval_ms == 0 || self.integrity.seal_interval_ms == 0 {
+            return invalid("integrity", "intervals must be at least 1 ms");
         }
         self.postgres.validate()?;
         self.ingest.validate()

@@ -13,14 +13,16 @@ use audit_core::config::ConfigSource;
 use audit_core::idempotency;
 use audit_core::repository::APPLICATION_INDEX;
 use audit_core::storage_error::cause_chain;
+use audit_core::tree::Signing;
 use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
 
 use crate::http_server::Listeners;
 use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::tls::{self, ReloadableCertificate};
-use crate::{auth, http_server, metrics, reload, routes};
+use crate::{auth, http_server, integrity, metrics, reload, routes};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
@@ -34,6 +36,8 @@ const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
+    /// The checkpoint signing key, when the log is sealed.
+    signing: Option<Signing>,
     operators_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,
@@ -84,6 +88,7 @@ impl Application {
                  this host only. Set auth.mode = \"tokens\" (README: \"Securing it\")"
             );
         }
+        let signing = integrity::load_signing(&settings.integrity)?;
         let runtime = Runtime::start(settings).context("failed to set up the database")?;
         let state = web::Data::new(AppState::new(
             runtime,
@@ -100,6 +105,7 @@ impl Application {
         let server = http_server::serve(listeners, state.clone()).context("failed to listen")?;
         Ok(Self {
             port,
+            signing,
             operators_port,
             server,
             state,
@@ -129,6 +135,18 @@ impl Application {
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_application_index_periodically(self.state.clone()));
+        // The sealer stops when this sender drops: when the server stops, or when a
+        // test drops this future.
+        let (_stop_sealer, stop) = watch::channel(());
+        if let Some(signing) = self.signing {
+            let settings = &self.state.runtime().settings;
+            integrity::spawn_sealer(
+                settings.postgres.clone(),
+                settings.integrity.clone(),
+                signing,
+                stop,
+            )?;
+        }
         let result = self.server.await;
         reload_on_hangup.abort();
         readiness.abort();

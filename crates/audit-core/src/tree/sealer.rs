@@ -93,28 +93,28 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// Takes the lock on `client` and loads the tree, or gives the client back when
-    /// another sealer holds the lock.
-    pub async fn take_over(client: Client, signing: Signing) -> Result<Result<Self, Client>, SealError> {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&SEALER_LOCK])
-            .await
-            .map_err(classify)?;
-        if !row.try_get::<_, bool>(0).map_err(classify)? {
-            return Ok(Err(client));
+    /// Takes the lock on `client` and loads the tree; gives the client back when
+    /// another sealer holds the lock, and the signing key back in any case but success.
+    #[allow(clippy::type_complexity)]
+    pub async fn take_over(
+        client: Client,
+        signing: Signing,
+    ) -> Result<Result<Self, (Client, Signing)>, (SealError, Signing)> {
+        match lock_and_load(&client).await {
+            Ok(Some(state)) => Ok(Ok(Self {
+                client,
+                state,
+                signing,
+                reported: HashSet::new(),
+            })),
+            Ok(None) => Ok(Err((client, signing))),
+            Err(error) => Err((error, signing)),
         }
-        // A round sorts its events: enough memory for a busy second's worth.
-        client
-            .batch_execute("SET work_mem = '64MB'")
-            .await
-            .map_err(classify)?;
-        let state = load_state(&client).await?;
-        Ok(Ok(Self {
-            client,
-            state,
-            signing,
-            reported: HashSet::new(),
-        }))
+    }
+
+    /// Gives the signing key back; the connection closes, releasing the lock.
+    pub fn into_signing(self) -> Signing {
+        self.signing
     }
 
     pub fn size(&self) -> u64 {
@@ -227,6 +227,23 @@ impl Sealer {
         }
         Ok(())
     }
+}
+
+/// Takes [`SEALER_LOCK`] and loads the tree; none when another session holds the lock.
+async fn lock_and_load(client: &Client) -> Result<Option<TreeState>, SealError> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SEALER_LOCK])
+        .await
+        .map_err(classify)?;
+    if !row.try_get::<_, bool>(0).map_err(classify)? {
+        return Ok(None);
+    }
+    // A round sorts its events: enough memory for a busy second's worth.
+    client
+        .batch_execute("SET work_mem = '64MB'")
+        .await
+        .map_err(classify)?;
+    Ok(Some(load_state(client).await?))
 }
 
 impl TreeState {

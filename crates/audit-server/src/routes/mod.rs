@@ -6,12 +6,16 @@ mod admin;
 mod events;
 mod fallback;
 mod internal;
+mod proofs;
 
 pub use fallback::not_found;
 pub use internal::probe_readiness;
 
 /// The route patterns, also used as `path_template` metric labels.
 pub const EVENTS_PATH: &str = "/api/event";
+pub const CHECKPOINT_PATH: &str = "/api/checkpoint";
+pub const EVENT_PROOF_PATH: &str = "/api/event/{id}/proof";
+pub const CONSISTENCY_PATH: &str = "/api/consistency";
 pub const ADMIN_TOKENS_PATH: &str = "/admin/tokens";
 pub const ADMIN_TOKEN_PATH: &str = "/admin/tokens/{name}";
 
@@ -37,6 +41,21 @@ pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
                     .route(web::post().to(events::post_events))
                     .default_service(fallback::method_not_allowed("GET, POST")),
             )
+            .service(internal_resource(
+                CHECKPOINT_PATH,
+                "GET",
+                web::get().to(proofs::latest_checkpoint),
+            ))
+            .service(internal_resource(
+                EVENT_PROOF_PATH,
+                "GET",
+                web::get().to(proofs::event_proof),
+            ))
+            .service(internal_resource(
+                CONSISTENCY_PATH,
+                "GET",
+                web::get().to(proofs::consistency),
+            ))
             .service(internal_resource(
                 "/ready",
                 "GET",

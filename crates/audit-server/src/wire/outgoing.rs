@@ -118,7 +118,10 @@ impl PageWriter {
 }
 
 fn render_event(body: &mut Vec<u8>, event: &StoredEvent<'_>) {
-    body.extend_from_slice(b"{\"event_ts\":\"");
+    // The id is additive to the original's shape: it names the event for its proof.
+    body.extend_from_slice(b"{\"id\":");
+    body.extend_from_slice(event.id.to_string().as_bytes());
+    body.extend_from_slice(b",\"event_ts\":\"");
     body.extend_from_slice(event.event_ts.to_string().as_bytes());
     body.extend_from_slice(b"\",\"application_name\":");
     write_json_string(body, event.application_name);
@@ -176,6 +179,7 @@ mod tests {
         assert_eq!(json["page_size"], 1);
         assert_eq!(json["data"][0]["event_ts"], "2023-12-05T12:55:52.805022Z");
         assert_eq!(json["data"][0]["application_name"], "app \"quoted\"");
+        assert_eq!(json["data"][0]["id"], 7);
     }
 
     #[test]
