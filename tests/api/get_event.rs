@@ -61,7 +61,13 @@ async fn the_first_page_has_the_newest_events_and_the_default_size() {
     // the original's page tokens were made of.
     assert_eq!(
         keys,
-        ["application_name", "event_kind", "event_ts", "id", "payload"]
+        [
+            "application_name",
+            "event_kind",
+            "event_ts",
+            "id",
+            "payload"
+        ]
     );
     assert_eq!(item["event_ts"], "2023-12-05T12:55:52.805022Z");
     assert_eq!(page["next_page"], page["data"][9]["id"]);

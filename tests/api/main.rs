@@ -13,6 +13,7 @@ mod get_event;
 mod group_commit;
 mod hostile_input;
 mod idempotency;
+mod integrity;
 mod internal;
 mod keygen;
 mod listener;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod private_cluster;
+pub mod sealing;
 pub mod server_process;
 pub mod test_app;
 pub mod test_database;

@@ -75,10 +75,12 @@ async fn keep_sealing(
     let mut signing = Some(signing);
     loop {
         if let Some(taken) = signing.take() {
-            signing = Some(match try_to_seal(&postgres, &settings, taken, &mut stop).await {
-                Outcome::Stopped => return,
-                Outcome::NotActive(signing) => signing,
-            });
+            signing = Some(
+                match try_to_seal(&postgres, &settings, taken, &mut stop).await {
+                    Outcome::Stopped => return,
+                    Outcome::NotActive(signing) => signing,
+                },
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(TAKEOVER_INTERVAL) => {}
@@ -116,7 +118,10 @@ async fn try_to_seal(
             return Outcome::NotActive(signing);
         }
     };
-    tracing::info!(size = sealer.size(), "this server is now the database's sealer");
+    tracing::info!(
+        size = sealer.size(),
+        "this server is now the database's sealer"
+    );
     gauge!(INTEGRITY_SEALER_ACTIVE).set(1.0);
     let stopped = tokio::select! {
         error = seal_rounds(&mut sealer, settings) => {

@@ -19,4 +19,5 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod token_command;
+pub mod verify_command;
 pub mod wire;

@@ -11,6 +11,7 @@ use audit_server::settings::Settings;
 use audit_server::startup::Application;
 use audit_server::telemetry;
 use audit_server::token_command::{self, TokenArguments};
+use audit_server::verify_command::{self, VerifyArguments};
 
 /// Serve the audit event collector's HTTP API, or manage it with a subcommand.
 #[derive(FromArgs)]
@@ -28,6 +29,7 @@ struct Arguments {
 enum Command {
     Token(TokenArguments),
     Keygen(KeygenArguments),
+    Verify(VerifyArguments),
 }
 
 #[actix_web::main]
@@ -41,8 +43,15 @@ async fn main() -> anyhow::Result<()> {
     let (settings, unknown_keys) = source
         .load::<Settings>()
         .context("failed to load the configuration")?;
-    if let Some(Command::Token(token)) = arguments.command {
-        return token_command::run(token, &settings).await;
+    match arguments.command {
+        Some(Command::Token(token)) => return token_command::run(token, &settings).await,
+        Some(Command::Verify(verify)) => {
+            if verify_command::run(verify, &settings).await? {
+                return Ok(());
+            }
+            std::process::exit(1);
+        }
+        _ => {}
     }
     let log_control = telemetry::init(&settings.log)?;
     if !unknown_keys.is_empty() {

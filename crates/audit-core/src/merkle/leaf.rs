@@ -51,7 +51,12 @@ impl LeafEvent<'_> {
 
     /// `event_ts` in microseconds since 1970-01-01T00:00:00Z.
     pub fn event_ts_micros(&self) -> i64 {
-        let micros = self.event.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
+        let micros = self
+            .event
+            .event_ts
+            .as_offset_date_time()
+            .unix_timestamp_nanos()
+            / 1_000;
         // Years 0000-9999 are within ±2^58 microseconds of 1970: always fits.
         i64::try_from(micros).unwrap_or(i64::MAX)
     }

@@ -15,10 +15,10 @@ mod subtrees;
 
 pub use crate::merkle::frontier::{Frontier, FrontierMismatch};
 pub use crate::merkle::leaf::{LEAF_VERSION, LeafEvent};
+use crate::merkle::subtrees::split_point;
 pub use crate::merkle::subtrees::{
     LeafSlice, SubtreeSource, Wanted, consistency_path, inclusion_path, range_root,
 };
-use crate::merkle::subtrees::split_point;
 
 /// A SHA-256 hash: of a leaf, of a subtree, or the root of a tree.
 pub type Hash = [u8; 32];

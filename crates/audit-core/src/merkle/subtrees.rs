@@ -20,7 +20,11 @@ pub trait SubtreeSource {
 
 /// The tree head of leaves `start..end`, where `start` is a multiple of the largest
 /// power of two below `end - start` (every range RFC 9162's recursion makes).
-pub fn range_root<S: SubtreeSource>(source: &mut S, start: u64, end: u64) -> Result<Hash, S::Error> {
+pub fn range_root<S: SubtreeSource>(
+    source: &mut S,
+    start: u64,
+    end: u64,
+) -> Result<Hash, S::Error> {
     let size = end - start;
     if size == 0 {
         return Ok(empty_root());
@@ -126,7 +130,9 @@ impl SubtreeSource for LeafSlice<'_> {
 
     fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, Infallible> {
         let width = 1usize << height;
-        let start = usize::try_from(index).unwrap_or(usize::MAX).saturating_mul(width);
+        let start = usize::try_from(index)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(width);
         Ok(root(&self.0[start..start + width]))
     }
 }

@@ -54,7 +54,11 @@ impl Rounds {
     /// Adds a round (a repeat of the latest `next_xid` adds nothing: no txid was
     /// handed out between them, so the earlier, lower bound stays right).
     pub fn push(&mut self, round: Round) {
-        if self.0.last().is_none_or(|last| last.next_xid < round.next_xid) {
+        if self
+            .0
+            .last()
+            .is_none_or(|last| last.next_xid < round.next_xid)
+        {
             self.0.push(round);
         }
     }

@@ -41,12 +41,14 @@ pub async fn checkpoint(
     size: Option<u64>,
 ) -> Result<Option<StoredCheckpoint>, StorageError> {
     let row = match size {
-        None => client
-            .query_opt(
-                "SELECT size, note FROM tree_checkpoints ORDER BY size DESC LIMIT 1",
-                &[],
-            )
-            .await,
+        None => {
+            client
+                .query_opt(
+                    "SELECT size, note FROM tree_checkpoints ORDER BY size DESC LIMIT 1",
+                    &[],
+                )
+                .await
+        }
         Some(size) => {
             let size = i64::try_from(size).unwrap_or(i64::MAX);
             client
@@ -96,7 +98,10 @@ pub async fn find_leaf(
         let records = LeafRecord::parse_all(&bytes).unwrap_or_default();
         if let Some(position) = records.iter().position(|record| record.id == id) {
             let tile = u64::try_from(tile).unwrap_or(0);
-            return Ok(Some((application, Some(tile * TILE_WIDTH + position as u64))));
+            return Ok(Some((
+                application,
+                Some(tile * TILE_WIDTH + position as u64),
+            )));
         }
     }
     Ok(Some((application, None)))

@@ -194,9 +194,19 @@ impl Sealer {
             id_bound,
         });
         state.rounds.prune(state.horizon.unwrap_or(0));
-        write_head(&transaction, &state).await?;
         let size = state.frontier.size();
-        if checkpoint && size > state.checkpointed_size {
+        let signs = checkpoint && size > state.checkpointed_size;
+        if report.sealed == 0 && !signs {
+            // Nothing to store: writing the head would give this transaction a txid,
+            // move the next round's horizon and make it write again, forever. The
+            // stored horizon may lag; a sealer that resumes from it finds nothing new.
+            transaction.rollback().await.map_err(classify)?;
+            self.state = state;
+            report.size = size;
+            return Ok(report);
+        }
+        write_head(&transaction, &state).await?;
+        if signs {
             let note = Checkpoint {
                 origin: self.signing.origin.clone(),
                 size,
@@ -223,7 +233,9 @@ impl Sealer {
     pub async fn pause(&self, interval: Duration) -> Result<(), StorageError> {
         tokio::time::sleep(interval).await;
         if self.client.is_closed() {
-            return Err(StorageError::unavailable("the sealer's connection was lost"));
+            return Err(StorageError::unavailable(
+                "the sealer's connection was lost",
+            ));
         }
         Ok(())
     }
@@ -345,12 +357,17 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         records,
         changed_records: BTreeMap::new(),
         rounds: Rounds::new(rounds),
-        checkpointed_size: checkpointed.and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+        checkpointed_size: checkpointed
+            .and_then(|size| u64::try_from(size).ok())
+            .unwrap_or(0),
     })
 }
 
 /// Writes the tiles and leaf records changed since the last write.
-async fn write_tiles(client: &impl GenericClient, state: &mut TreeState) -> Result<(), StorageError> {
+async fn write_tiles(
+    client: &impl GenericClient,
+    state: &mut TreeState,
+) -> Result<(), StorageError> {
     let tiles = state.tiles.take_changed();
     if !tiles.is_empty() {
         let levels: Vec<i16> = tiles.keys().map(|key| i16::from(key.level)).collect();
@@ -376,7 +393,12 @@ async fn write_tiles(client: &impl GenericClient, state: &mut TreeState) -> Resu
             .map(|records| records.iter().map(|record| record.id).max().unwrap_or(0))
             .collect();
         let bytes: Vec<Vec<u8>> = (records.values())
-            .map(|records| records.iter().flat_map(|record| record.to_bytes()).collect())
+            .map(|records| {
+                records
+                    .iter()
+                    .flat_map(|record| record.to_bytes())
+                    .collect()
+            })
             .collect();
         client
             .execute(

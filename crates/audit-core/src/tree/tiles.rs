@@ -24,7 +24,8 @@ pub struct TileKey {
 /// How many hashes level `level` holds in a tree of `size` leaves: one per complete
 /// subtree of `256^level` leaves.
 pub fn hashes_at_level(size: u64, level: u8) -> u64 {
-    size.checked_shr(TILE_HEIGHT * u32::from(level)).unwrap_or(0)
+    size.checked_shr(TILE_HEIGHT * u32::from(level))
+        .unwrap_or(0)
 }
 
 /// The tile holding the hashes a perfect subtree is computed from, and their range
@@ -250,7 +251,14 @@ mod tests {
         let tiles = build(&all);
         assert_eq!(tiles[&TileKey { level: 2, index: 0 }].len(), 1);
         assert_eq!(tiles[&TileKey { level: 1, index: 1 }].len(), 1);
-        assert_eq!(tiles[&TileKey { level: 0, index: 257 }].len(), 44);
+        assert_eq!(
+            tiles[&TileKey {
+                level: 0,
+                index: 257
+            }]
+                .len(),
+            44
+        );
 
         let mut source = FetchedTiles(tiles);
         for size in [1, 255, 256, 257, 65_536, 65_537, all.len() as u64] {

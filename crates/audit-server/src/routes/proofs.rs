@@ -56,7 +56,10 @@ pub async fn event_proof(
     let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
     caller.require_some_read()?;
     let id = id.parse::<i64>().map_err(|_| {
-        invalid("id", "must be an event id: the \"id\" of an event in a page")
+        invalid(
+            "id",
+            "must be an event id: the \"id\" of an event in a page",
+        )
     })?;
     let tree_size = optional_size(request.query_string(), "tree_size")?;
     let found = with_connection(&runtime, async |client| {
@@ -99,9 +102,7 @@ pub async fn event_proof(
         }),
         Found::NotSealed => Err(ApiError::Missing {
             code: "not_sealed_yet",
-            message: format!(
-                "event {id} is not sealed yet: ask again after the next checkpoint"
-            ),
+            message: format!("event {id} is not sealed yet: ask again after the next checkpoint"),
         }),
         Found::NoCheckpoint if tree_size.is_some() => Err(no_such_size("tree_size")),
         Found::NoCheckpoint => Err(no_checkpoint()),
@@ -145,8 +146,7 @@ pub async fn consistency(
     auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
     let query = request.query_string();
     let first = optional_size(query, "first")?.ok_or_else(|| invalid("first", "is required"))?;
-    let second =
-        optional_size(query, "second")?.ok_or_else(|| invalid("second", "is required"))?;
+    let second = optional_size(query, "second")?.ok_or_else(|| invalid("second", "is required"))?;
     if first > second {
         return Err(invalid("first", "must not be larger than second"));
     }
@@ -188,7 +188,9 @@ async fn with_connection<T>(
     })
     .await;
     match (outcome, failure) {
-        (_, Some(ProofFailure::Missing(message))) => Err(ApiError::Internal(anyhow::anyhow!(message))),
+        (_, Some(ProofFailure::Missing(message))) => {
+            Err(ApiError::Internal(anyhow::anyhow!(message)))
+        }
         (Ok(value), _) => Ok(value),
         (Err(error), _) => Err(error.into()),
     }

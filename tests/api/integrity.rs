@@ -1,0 +1,296 @@
+//! Tamper evidence over HTTP: every event's inclusion proof and the consistency of
+//! checkpoints, checked by an independent RFC 6962 implementation (`ct-merkle`) over
+//! leaf bytes this test encodes itself from the README's table; and what the proof
+//! endpoints answer when there is nothing to prove.
+
+use std::collections::{BTreeSet, HashMap};
+
+use audit_core::tree::checkpoint_log;
+use audit_tests::sealing::SealingKey;
+use audit_tests::test_app::{TestApp, json_body, spawn_app_with, spawn_app_with_tokens};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
+use ct_sha2::{Digest, Sha256};
+use serde_json::Value;
+
+const EVENT_TS: &str = "2023-12-05T12:55:52.805022Z";
+
+/// The payload text of event `n`, spaced as a client might send it: stored verbatim.
+fn payload(n: usize) -> String {
+    format!(r#"{{ "n": {n},  "who":"user_{n}" }}"#)
+}
+
+fn batch(numbers: std::ops::Range<usize>, application: &str) -> String {
+    let events: Vec<String> = numbers
+        .map(|n| {
+            format!(
+                r#"{{"event_ts":"{EVENT_TS}","application_name":"{application}","event_kind":"UserLogin","payload":{}}}"#,
+                payload(n)
+            )
+        })
+        .collect();
+    format!("[{}]", events.join(","))
+}
+
+/// The leaf bytes of an event, from the README's table (version 1), written here
+/// independently of the server's encoder.
+fn leaf_bytes(
+    id: i64,
+    application: &str,
+    kind: &str,
+    payload: &str,
+    token: Option<&str>,
+) -> Vec<u8> {
+    let micros =
+        (time::OffsetDateTime::parse(EVENT_TS, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp_nanos()
+            / 1000) as i64;
+    let mut bytes = vec![1u8];
+    bytes.extend(id.to_be_bytes());
+    bytes.extend(micros.to_be_bytes());
+    for text in [application, kind, payload] {
+        bytes.extend((text.len() as u32).to_be_bytes());
+        bytes.extend(text.as_bytes());
+    }
+    match token {
+        None => bytes.push(0),
+        Some(name) => {
+            bytes.push(1);
+            bytes.extend((name.len() as u32).to_be_bytes());
+            bytes.extend(name.as_bytes());
+        }
+    }
+    bytes
+}
+
+fn decode(text: &Value) -> Vec<u8> {
+    STANDARD.decode(text.as_str().unwrap()).unwrap()
+}
+
+fn root_hash(root: [u8; 32], size: u64) -> RootHash<Sha256> {
+    RootHash::new(root.into(), size)
+}
+
+/// Every event the server holds, with its id, from the pages.
+async fn all_events(app: &TestApp) -> Vec<Value> {
+    let page = json_body(app.get_events("?page_size=1000").await).await;
+    page["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn every_event_has_a_proof_an_independent_verifier_accepts() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    // Over 256 events, so that proofs cross tiles; in batches, so that there are
+    // several checkpoints to prove consistent.
+    let mut checkpoints = Vec::new();
+    for start in (0..300).step_by(60) {
+        let response = app.post_raw(batch(start..start + 60, "app")).await;
+        assert_eq!(response.status(), 201);
+        checkpoints.push(app.wait_for_checkpoint(&key, start as u64 + 60).await);
+    }
+    let (latest, latest_note) = checkpoints.last().unwrap().clone();
+    assert_eq!(latest.size, 300);
+    assert_eq!(latest.origin, "audit.test/log");
+    // The note is served byte for byte as stored, and the checkpoint log has it too.
+    let served = app.get("/api/checkpoint").await;
+    assert_eq!(
+        served.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(served.text().await.unwrap(), latest_note);
+    let logged = std::fs::read_to_string(&key.checkpoint_log).unwrap();
+    assert!(checkpoint_log::split_notes(&logged).contains(&latest_note));
+    let stored: Vec<String> = app
+        .database
+        .column("SELECT note FROM tree_checkpoints ORDER BY size")
+        .await;
+    assert_eq!(checkpoint_log::split_notes(&logged), stored);
+
+    let root = root_hash(latest.root, latest.size);
+    let mut leaves = BTreeSet::new();
+    for event in all_events(&app).await {
+        let id = event["id"].as_i64().unwrap();
+        let n = event["payload"]["n"].as_u64().unwrap() as usize;
+        let proof = json_body(app.get(&format!("/api/event/{id}/proof")).await).await;
+        let bytes = leaf_bytes(id, "app", "UserLogin", &payload(n), None);
+        let mut leaf_hash = Sha256::new();
+        leaf_hash.update([0u8]);
+        leaf_hash.update(&bytes);
+        assert_eq!(decode(&proof["leaf_hash"]), leaf_hash.finalize().to_vec());
+        assert_eq!(proof["tree_size"], 300);
+        let index = proof["leaf_index"].as_u64().unwrap();
+        let path: Vec<u8> = (proof["inclusion_path"].as_array().unwrap().iter())
+            .flat_map(decode)
+            .collect();
+        root.verify_inclusion(&bytes, index, &InclusionProof::from_bytes(path))
+            .unwrap_or_else(|error| panic!("event {id} at leaf {index}: {error:?}"));
+        leaves.insert(index);
+    }
+    assert_eq!(leaves, (0..300).collect(), "one leaf per event");
+
+    // Each earlier checkpoint is a prefix of the latest, and of each other.
+    for pair in checkpoints
+        .windows(2)
+        .chain([&[checkpoints[0].clone(), checkpoints[4].clone()][..]])
+    {
+        let (old, new) = (&pair[0].0, &pair[1].0);
+        let query = format!("/api/consistency?first={}&second={}", old.size, new.size);
+        let answer = json_body(app.get(&query).await).await;
+        assert_eq!(answer["first"], old.size);
+        let proof: Vec<u8> = answer["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(decode)
+            .collect();
+        root_hash(new.root, new.size)
+            .verify_consistency(
+                &root_hash(old.root, old.size),
+                &ConsistencyProof::try_from_bytes(proof).unwrap(),
+            )
+            .unwrap_or_else(|error| panic!("{} to {}: {error:?}", old.size, new.size));
+    }
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body = json_body(response).await;
+    (status, body["error"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_proof_names_what_is_missing_and_refuses_sizes_no_checkpoint_has() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    app.post_raw(batch(0..1, "app")).await;
+    let (first, _) = app.wait_for_checkpoint(&key, 1).await;
+    app.post_raw(batch(1..2, "app")).await;
+    app.wait_for_checkpoint(&key, 2).await;
+    let ids: HashMap<u64, i64> = all_events(&app)
+        .await
+        .iter()
+        .map(|event| {
+            (
+                event["payload"]["n"].as_u64().unwrap(),
+                event["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let (one, two) = (ids[&0], ids[&1]);
+
+    let at_first = json_body(
+        app.get(&format!("/api/event/{one}/proof?tree_size={}", first.size))
+            .await,
+    )
+    .await;
+    assert_eq!(at_first["tree_size"], 1);
+    assert_eq!(at_first["inclusion_path"], serde_json::json!([]));
+    let cases = [
+        (
+            format!("/api/event/{two}/proof?tree_size=1"),
+            422,
+            "invalid_query",
+        ),
+        (
+            format!("/api/event/{two}/proof?tree_size=7"),
+            422,
+            "invalid_query",
+        ),
+        (
+            format!("/api/event/{two}/proof?tree_size=x"),
+            422,
+            "invalid_query",
+        ),
+        ("/api/event/x/proof".to_owned(), 422, "invalid_query"),
+        ("/api/event/999999/proof".to_owned(), 404, "event_not_found"),
+        ("/api/consistency?first=1".to_owned(), 422, "invalid_query"),
+        (
+            "/api/consistency?first=2&second=1".to_owned(),
+            422,
+            "invalid_query",
+        ),
+        (
+            "/api/consistency?first=1&second=9".to_owned(),
+            422,
+            "invalid_query",
+        ),
+    ];
+    for (path, status, code) in cases {
+        assert_eq!(
+            error_code(app.get(&path).await).await,
+            (status, code.to_owned()),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_is_not_sealed_until_a_round_seals_it_and_without_a_key_nothing_is() {
+    let key = SealingKey::new("audit.test/log");
+    // The first round runs at start, on an empty table; the next one is an hour away.
+    let app = spawn_app_with(|settings| {
+        key.apply(settings);
+        settings.integrity.seal_interval_ms = 3_600_000;
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.post_raw(batch(0..1, "app")).await;
+    let id = all_events(&app).await[0]["id"].as_i64().unwrap();
+
+    let (status, code) = error_code(app.get(&format!("/api/event/{id}/proof")).await).await;
+    assert_eq!((status, code.as_str()), (404, "not_sealed_yet"));
+    assert_eq!(
+        error_code(app.get("/api/checkpoint").await).await,
+        (404, "no_checkpoint".to_owned())
+    );
+
+    let unsealed = spawn_app_with(|_| {}).await;
+    unsealed.post_raw(batch(0..1, "app")).await;
+    let id = all_events(&unsealed).await[0]["id"].as_i64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, code) = error_code(unsealed.get(&format!("/api/event/{id}/proof")).await).await;
+    assert_eq!((status, code.as_str()), (404, "not_sealed_yet"));
+    let leaves: Vec<i64> = unsealed
+        .database
+        .column("SELECT count(*) FROM tree_leaves")
+        .await;
+    assert_eq!(leaves, [0]);
+}
+
+#[tokio::test]
+async fn a_reader_gets_no_proof_of_an_event_it_may_not_read() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with_tokens(|settings| key.apply(settings)).await;
+    let writer = app.writer_of("writer", &["a", "b"]).await;
+    let body: Value = serde_json::from_str(&batch(0..1, "a")).unwrap();
+    app.post_events_as(&writer, &body).await;
+    let body: Value = serde_json::from_str(&batch(1..2, "b")).unwrap();
+    app.post_events_as(&writer, &body).await;
+    let ids: Vec<i64> = app
+        .database
+        .column("SELECT id FROM events WHERE application_name IN ('a', 'b') ORDER BY id")
+        .await;
+    let everything = app.reader_of("everything", &["*"]).await;
+    let sealed: Vec<i64> = app.database.column("SELECT count(*) FROM events").await;
+    app.wait_for_checkpoint_as(&key, sealed[0] as u64, &everything)
+        .await;
+    let reader = app.reader_of("reader", &["a"]).await;
+
+    let proof = |id: i64| {
+        app.http
+            .get(app.url(&format!("/api/event/{id}/proof")))
+            .bearer_auth(&reader)
+            .send()
+    };
+    assert_eq!(proof(ids[0]).await.unwrap().status(), 200);
+    let refused = proof(ids[1]).await.unwrap();
+    assert_eq!(
+        error_code(refused).await,
+        (404, "event_not_found".to_owned())
+    );
+    let anonymous = app.get(&format!("/api/event/{}/proof", ids[0])).await;
+    assert_eq!(anonymous.status(), 401);
+}
