@@ -45,9 +45,9 @@ CREATE TABLE tree_head (
     frontier  bytea   NOT NULL
 );
 
--- Recent sealing rounds: each snapshot's xmax, and the id sequence's value read just
--- before the snapshot was taken. Any event of a transaction with a txid at or above
--- `next_xid` has an id above `id_bound`.
+-- Recent sealing rounds: the id sequence's value read at the start of each, and the
+-- txid after the round's own (which it took after that read). Any event of a
+-- transaction with a txid at or above `next_xid` has an id above `id_bound`.
 CREATE TABLE tree_rounds (
     next_xid xid8   PRIMARY KEY,
     id_bound bigint NOT NULL

@@ -42,23 +42,23 @@ fn leaf_bytes(
     payload: &str,
     token: Option<&str>,
 ) -> Vec<u8> {
-    let micros =
-        (time::OffsetDateTime::parse(EVENT_TS, &time::format_description::well_known::Rfc3339)
+    let nanos =
+        time::OffsetDateTime::parse(EVENT_TS, &time::format_description::well_known::Rfc3339)
             .unwrap()
-            .unix_timestamp_nanos()
-            / 1000) as i64;
+            .unix_timestamp_nanos();
+    let micros = i64::try_from(nanos / 1000).unwrap();
     let mut bytes = vec![1u8];
     bytes.extend(id.to_be_bytes());
     bytes.extend(micros.to_be_bytes());
     for text in [application, kind, payload] {
-        bytes.extend((text.len() as u32).to_be_bytes());
+        bytes.extend(u32::try_from(text.len()).unwrap().to_be_bytes());
         bytes.extend(text.as_bytes());
     }
     match token {
         None => bytes.push(0),
         Some(name) => {
             bytes.push(1);
-            bytes.extend((name.len() as u32).to_be_bytes());
+            bytes.extend(u32::try_from(name.len()).unwrap().to_be_bytes());
             bytes.extend(name.as_bytes());
         }
     }
@@ -113,7 +113,7 @@ async fn every_event_has_a_proof_an_independent_verifier_accepts() {
     let mut leaves = BTreeSet::new();
     for event in all_events(&app).await {
         let id = event["id"].as_i64().unwrap();
-        let n = event["payload"]["n"].as_u64().unwrap() as usize;
+        let n = usize::try_from(event["payload"]["n"].as_u64().unwrap()).unwrap();
         let proof = json_body(app.get(&format!("/api/event/{id}/proof")).await).await;
         let bytes = leaf_bytes(id, "app", "UserLogin", &payload(n), None);
         let mut leaf_hash = Sha256::new();

@@ -5,14 +5,16 @@
 //! transaction still to commit has a larger txid. Events are sealed in (txid, id)
 //! order, each round taking the txids from the last round's xmin up to its own.
 //!
-//! To find those events without an index on txid, each round records the id
-//! sequence's value read just before its snapshot (`id_bound`) and the snapshot's xmax
-//! (`next_xid`, the first txid not yet handed out). An event's id is drawn only after
-//! its transaction has its txid (the column default of migration V4), so a transaction
-//! whose txid is at or above a round's `next_xid` draws ids above that round's
-//! `id_bound`. Every unsealed event therefore lies above the bound of the latest round
-//! whose `next_xid` is at most the horizon, and an event below the bound its own txid
-//! implies was not written through the column default: it was given its id by hand.
+//! To find those events without an index on txid, each round reads the id
+//! sequence's value (`id_bound`), then takes a txid of its own, larger than every
+//! txid handed out before it, and records the next one (`next_xid`). An event's id is
+//! drawn only after its transaction has its txid (the column default of migration
+//! V4), so a transaction whose txid is at or above a round's `next_xid` got it after
+//! that round read the sequence and draws ids above that round's `id_bound`. Every
+//! unsealed event therefore lies above the bound of the latest round whose `next_xid`
+//! is at most the horizon, and an event below the bound its own txid implies was not
+//! written through the column default: it was given its id by hand. (A snapshot's
+//! xmax would not do for `next_xid`: a txid at or above it may already be running.)
 
 /// One sealing round, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

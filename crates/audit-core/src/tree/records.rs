@@ -56,7 +56,7 @@ impl LeafRecord {
 
     /// The records of a stored tile's bytes; none when the length is not whole records.
     pub fn parse_all(bytes: &[u8]) -> Option<Vec<Self>> {
-        if bytes.len() % RECORD_BYTES != 0 {
+        if !bytes.len().is_multiple_of(RECORD_BYTES) {
             return None;
         }
         Some(bytes.chunks_exact(RECORD_BYTES).map(Self::parse).collect())

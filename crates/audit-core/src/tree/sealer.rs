@@ -143,17 +143,18 @@ impl Sealer {
             .start()
             .await
             .map_err(classify)?;
-        // The snapshot is taken here, after the sequence was read.
+        // The snapshot is taken here, after the sequence was read; then this
+        // transaction takes a txid, larger than every txid handed out before it (a
+        // snapshot's xmax is not that: a txid at or above it may already be running).
         let row = transaction
             .query_one(
-                "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
-                        pg_snapshot_xmax(snapshot)::text::bigint \
-                 FROM pg_current_snapshot() AS snapshot",
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, \
+                        pg_current_xact_id()::text::bigint",
                 &[],
             )
             .await
             .map_err(classify)?;
-        let (xmin, xmax): (i64, i64) = (
+        let (xmin, own_txid): (i64, i64) = (
             row.try_get(0).map_err(classify)?,
             row.try_get(1).map_err(classify)?,
         );
@@ -190,7 +191,8 @@ impl Sealer {
             state.horizon = Some(xmin);
         }
         state.rounds.push(Round {
-            next_xid: xmax,
+            // Every txid above this round's own was handed out after the read.
+            next_xid: own_txid + 1,
             id_bound,
         });
         state.rounds.prune(state.horizon.unwrap_or(0));

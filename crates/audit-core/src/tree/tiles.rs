@@ -45,7 +45,7 @@ pub fn tile_of(height: u32, index: u64) -> (TileKey, std::ops::Range<usize>) {
 
 /// A tile's bytes as hashes; none when its length is not a whole number of hashes.
 pub fn split_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return None;
     }
     Some(

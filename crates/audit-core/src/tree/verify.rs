@@ -231,7 +231,7 @@ pub async fn verify(
         }
         leaves[index] = hash;
     }
-    drop(rows);
+
     transaction.commit().await.map_err(classify)?;
 
     // A changed row whose content was sealed at another leaf was moved, not edited.
