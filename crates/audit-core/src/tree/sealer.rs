@@ -252,9 +252,11 @@ async fn lock_and_load(client: &Client) -> Result<Option<TreeState>, SealError> 
     if !row.try_get::<_, bool>(0).map_err(classify)? {
         return Ok(None);
     }
-    // A round sorts its events: enough memory for a busy second's worth.
+    // A round sorts its events in memory: a busy second's worth fits. The first round
+    // over a table that was never sealed sorts all of it, which may take minutes: this
+    // session's statements get more time than requests do (the bound stays finite).
     client
-        .batch_execute("SET work_mem = '64MB'")
+        .batch_execute("SET work_mem = '256MB'; SET statement_timeout = '10min'")
         .await
         .map_err(classify)?;
     Ok(Some(load_state(client).await?))
