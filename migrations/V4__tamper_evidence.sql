@@ -64,7 +64,7 @@ CREATE TABLE tree_tiles (
 );
 
 -- What each leaf of a level-0 tile was sealed from: per leaf 32 bytes (the event's
--- id, its event_ts in microseconds, and the first 4 bytes of the SHA-256 of its
+-- id, its event_ts in microseconds, and the CRC-32 (IEEE) of its
 -- application_name, event_kind, payload and token_name), so that the verifier can
 -- name the field of a changed event and find a deleted one by its id.
 CREATE TABLE tree_leaves (

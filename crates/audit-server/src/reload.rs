@@ -29,6 +29,12 @@ const RESTART_KEYS: &[&str] = &[
     "http.max_inflight_body_bytes",
     "http.backlog",
     "admin.listen",
+    "integrity.enabled",
+    "integrity.signing_key_file",
+    "integrity.origin",
+    "integrity.checkpoint_interval_ms",
+    "integrity.seal_interval_ms",
+    "integrity.checkpoint_log",
 ];
 /// Keys whose values never appear in a reload's answer, log line or event.
 const SECRET_KEYS: &[&str] = &["postgres.dsn", "auth.metrics_token"];

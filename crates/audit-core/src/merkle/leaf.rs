@@ -14,6 +14,8 @@
 //! | 4 + n | `payload`: the JSON text exactly as stored, likewise |
 //! | 1, or 1 + 4 + n | `token_name`: `0x00` when null, else `0x01`, its length, its bytes |
 
+use sha2::{Digest, Sha256};
+
 use crate::event::StoredEvent;
 
 /// The version byte every leaf of this encoding starts with.
@@ -33,45 +35,50 @@ impl LeafEvent<'_> {
         let texts = event.application_name.len() + event.event_kind.len() + event.payload.len();
         let token = self.token_name.map_or(0, |name| 4 + name.len());
         let mut bytes = Vec::with_capacity(1 + 8 + 8 + 12 + texts + 1 + token);
-        bytes.push(LEAF_VERSION);
-        bytes.extend_from_slice(&event.id.to_be_bytes());
-        bytes.extend_from_slice(&self.event_ts_micros().to_be_bytes());
+        self.write_to(|part| bytes.extend_from_slice(part));
+        bytes
+    }
+
+    /// Hands the leaf bytes over in parts, in order: what `to_bytes` concatenates and
+    /// `hash` hashes without building them.
+    fn write_to(&self, mut write: impl FnMut(&[u8])) {
+        let event = &self.event;
+        write(&[LEAF_VERSION]);
+        write(&event.id.to_be_bytes());
+        write(&self.event_ts_micros().to_be_bytes());
         for text in [event.application_name, event.event_kind, event.payload] {
-            put_text(&mut bytes, text);
+            put_text(&mut write, text);
         }
         match self.token_name {
-            None => bytes.push(0x00),
+            None => write(&[0x00]),
             Some(name) => {
-                bytes.push(0x01);
-                put_text(&mut bytes, name);
+                write(&[0x01]);
+                put_text(&mut write, name);
             }
         }
-        bytes
     }
 
     /// `event_ts` in microseconds since 1970-01-01T00:00:00Z.
     pub fn event_ts_micros(&self) -> i64 {
-        let micros = self
-            .event
-            .event_ts
-            .as_offset_date_time()
-            .unix_timestamp_nanos()
-            / 1_000;
+        let micros = self.event.event_ts.as_offset_date_time().unix_timestamp_nanos() / 1_000;
         // Years 0000-9999 are within ±2^58 microseconds of 1970: always fits.
         i64::try_from(micros).unwrap_or(i64::MAX)
     }
 
     /// The RFC 6962 leaf hash of the leaf bytes.
     pub fn hash(&self) -> super::Hash {
-        super::leaf_hash(&self.to_bytes())
+        let mut hasher = Sha256::new();
+        hasher.update([super::LEAF_PREFIX]);
+        self.write_to(|part| hasher.update(part));
+        hasher.finalize().into()
     }
 }
 
-fn put_text(bytes: &mut Vec<u8>, text: &str) {
+fn put_text(write: &mut impl FnMut(&[u8]), text: &str) {
     // Names are under 126 bytes and payloads under 1 GiB (the validated types and
     // PostgreSQL's own field limit), so the length fits.
-    bytes.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
-    bytes.extend_from_slice(text.as_bytes());
+    write(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
+    write(text.as_bytes());
 }
 
 #[cfg(test)]
@@ -111,6 +118,7 @@ mod tests {
         expected.extend_from_slice(b"\0\0\0\x03app\0\0\0\x05Login\0\0\0\x07{\"a\":1}\x00");
 
         assert_eq!(event().to_bytes(), expected);
+        assert_eq!(event().hash(), crate::merkle::leaf_hash(&expected));
 
         let tokened = LeafEvent {
             token_name: Some("ci"),

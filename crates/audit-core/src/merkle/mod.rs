@@ -23,7 +23,7 @@ pub use crate::merkle::subtrees::{
 /// A SHA-256 hash: of a leaf, of a subtree, or the root of a tree.
 pub type Hash = [u8; 32];
 
-const LEAF_PREFIX: u8 = 0x00;
+pub(crate) const LEAF_PREFIX: u8 = 0x00;
 const NODE_PREFIX: u8 = 0x01;
 
 /// Why a proof did not verify.

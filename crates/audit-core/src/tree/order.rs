@@ -16,6 +16,25 @@
 //! written through the column default: it was given its id by hand. (A snapshot's
 //! xmax would not do for `next_xid`: a txid at or above it may already be running.)
 
+/// A txid as PostgreSQL's `xid8` sends it (an unsigned 64-bit integer; far below
+/// 2^63 for any database this side of a billion years), read without a text cast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Xid8(pub i64);
+
+impl<'a> postgres_types::FromSql<'a> for Xid8 {
+    fn from_sql(
+        _: &postgres_types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into()?;
+        Ok(Self(i64::try_from(u64::from_be_bytes(bytes))?))
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        ty.name() == "xid8"
+    }
+}
+
 /// One sealing round, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Round {

@@ -11,10 +11,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::checkpoint::{Checkpoint, SigningKey};
-use crate::merkle::{Frontier, LeafEvent};
+use crate::merkle::{Frontier, Hash, LeafEvent};
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
-use crate::tree::order::{Round, Rounds};
+use crate::tree::order::{Round, Rounds, Xid8};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{MissingTile, TILE_WIDTH, TileAppender, read_tiles, split_hashes};
 
@@ -25,14 +25,17 @@ pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
 /// round's memory when it seals many events (the first round over an existing table).
 const TILES_PER_WRITE: usize = 512;
 
-/// The events of a round, in (txid, id) order, from the ids above the floor.
+/// The events of a round, from the ids above the floor, in id order (the primary
+/// key's, so no sort); the round sorts them into (txid, id) order itself, which costs
+/// the database nothing. Prepared afresh each round, so each is planned for its own
+/// floor: a range of the primary key.
 const UNSEALED: &str = "SELECT id, event_ts, application_name, event_kind, payload::text, \
-     token_name, coalesce(txid, '0'::xid8)::text::bigint AS txid \
+     token_name, coalesce(txid, '0'::xid8) \
      FROM events \
      WHERE id > $1 \
        AND coalesce(txid, '0'::xid8) >= ($2::bigint)::text::xid8 \
        AND coalesce(txid, '0'::xid8) < ($3::bigint)::text::xid8 \
-     ORDER BY coalesce(txid, '0'::xid8), id";
+     ORDER BY id";
 
 /// What the sealer knows between rounds; reloaded from the database when it takes
 /// over, so that any instance continues where another stopped.
@@ -42,9 +45,11 @@ struct TreeState {
     horizon: Option<i64>,
     frontier: Frontier,
     tiles: TileAppender,
-    /// The records of level-0's last tile.
+    /// The records of level-0's last tile, while partial.
     records: Vec<LeafRecord>,
-    changed_records: BTreeMap<u64, Vec<LeafRecord>>,
+    /// Full record tiles not stored yet, and whether the partial one changed.
+    completed_records: BTreeMap<u64, Vec<LeafRecord>>,
+    records_changed: bool,
     rounds: Rounds,
     checkpointed_size: u64,
 }
@@ -170,18 +175,24 @@ impl Sealer {
                 .await
                 .map_err(classify)?;
             pin_mut!(rows);
+            let mut unsealed = Vec::new();
             while let Some(row) = rows.next().await {
                 let row = row.map_err(classify)?;
                 let event = stored_event_from_row(&row, 0)?;
                 let token_name: Option<&str> = row.try_get(5).map_err(classify)?;
-                let txid: i64 = row.try_get(6).map_err(classify)?;
+                let Xid8(txid) = row.try_get(6).map_err(classify)?;
                 if !state.rounds.drawn_in_order(txid, event.id) {
                     if self.reported.insert(event.id) {
                         report.refused.push(event.id);
                     }
                     continue;
                 }
-                state.append(&LeafEvent { event, token_name });
+                let leaf = LeafEvent { event, token_name };
+                unsealed.push((txid, event.id, leaf.hash(), LeafRecord::of(&leaf)));
+            }
+            unsealed.sort_unstable_by_key(|(txid, id, _, _)| (*txid, *id));
+            for (_, _, hash, record) in unsealed {
+                state.append(hash, record);
                 report.sealed += 1;
                 if state.tiles_waiting() >= TILES_PER_WRITE {
                     write_tiles(&transaction, &mut state).await?;
@@ -263,21 +274,32 @@ async fn lock_and_load(client: &Client) -> Result<Option<TreeState>, SealError> 
 }
 
 impl TreeState {
-    fn append(&mut self, event: &LeafEvent<'_>) {
-        let hash = event.hash();
+    fn append(&mut self, hash: Hash, record: LeafRecord) {
+        let tile = self.frontier.size() / TILE_WIDTH;
         self.frontier.push(hash);
         self.tiles.push(hash);
-        let width = usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX);
-        if self.records.len() == width {
-            self.records.clear();
+        self.records.push(record);
+        if self.records.len() == usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
+            self.completed_records
+                .insert(tile, std::mem::take(&mut self.records));
+            self.records_changed = false;
+        } else {
+            self.records_changed = true;
         }
-        self.records.push(LeafRecord::of(event));
-        let tile = (self.frontier.size() - 1) / TILE_WIDTH;
-        self.changed_records.insert(tile, self.records.clone());
     }
 
+    /// Full tiles waiting to be written.
     fn tiles_waiting(&self) -> usize {
-        self.changed_records.len()
+        self.completed_records.len() + self.tiles.completed()
+    }
+
+    /// The record tiles changed since the last call.
+    fn take_changed_records(&mut self) -> BTreeMap<u64, Vec<LeafRecord>> {
+        let mut changed = std::mem::take(&mut self.completed_records);
+        if std::mem::take(&mut self.records_changed) {
+            changed.insert(self.frontier.size() / TILE_WIDTH, self.records.clone());
+        }
+        changed
     }
 }
 
@@ -359,7 +381,8 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         frontier,
         tiles: appender,
         records,
-        changed_records: BTreeMap::new(),
+        completed_records: BTreeMap::new(),
+        records_changed: false,
         rounds: Rounds::new(rounds),
         checkpointed_size: checkpointed
             .and_then(|size| u64::try_from(size).ok())
@@ -387,7 +410,7 @@ async fn write_tiles(
             .await
             .map_err(classify)?;
     }
-    let records = std::mem::take(&mut state.changed_records);
+    let records = state.take_changed_records();
     if !records.is_empty() {
         let tiles: Vec<i64> = records.keys().map(|tile| to_i64(*tile)).collect();
         let min_ids: Vec<i64> = (records.values())

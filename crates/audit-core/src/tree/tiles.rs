@@ -3,7 +3,7 @@
 //! level holds its hashes `256 t .. 256 t + 256`, concatenated. The last tile of each
 //! level is partial (fewer than 256 hashes) until it fills.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio_postgres::GenericClient;
 
@@ -126,9 +126,12 @@ impl SubtreeSource for FetchedTiles {
 #[derive(Clone, Debug, Default)]
 pub struct TileAppender {
     size: u64,
-    /// The last (partial, or just filled) tile of each level, bottom first.
+    /// The last tile of each level, bottom first, while partial (a tile that fills
+    /// moves to `completed`, and the level starts an empty one).
     last: Vec<Vec<Hash>>,
-    changed: BTreeMap<TileKey, Vec<Hash>>,
+    completed: BTreeMap<TileKey, Vec<Hash>>,
+    /// Levels whose partial tile changed since the last take.
+    dirty: BTreeSet<u8>,
 }
 
 impl TileAppender {
@@ -160,7 +163,8 @@ impl TileAppender {
         Ok(Self {
             size,
             last,
-            changed: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            dirty: BTreeSet::new(),
         })
     }
 
@@ -182,6 +186,11 @@ impl TileAppender {
         self.size
     }
 
+    /// Tiles filled since the last take.
+    pub fn completed(&self) -> usize {
+        self.completed.len()
+    }
+
     /// Appends one leaf hash: it goes into level 0's last tile, and each tile it fills
     /// adds its root to the level above.
     pub fn push(&mut self, leaf: Hash) {
@@ -191,21 +200,21 @@ impl TileAppender {
             if self.last.len() <= level {
                 self.last.push(Vec::new());
             }
-            let count_before = hashes_at_level(self.size, level_u8(level));
+            let index = hashes_at_level(self.size, level_u8(level)) / TILE_WIDTH;
             let tile = &mut self.last[level];
-            if tile.len() == usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
-                tile.clear();
-            }
             tile.push(carried);
-            let key = TileKey {
-                level: level_u8(level),
-                index: count_before / TILE_WIDTH,
-            };
-            self.changed.insert(key, tile.clone());
             if tile.len() < usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
+                self.dirty.insert(level_u8(level));
                 break;
             }
-            carried = root(tile);
+            let full = std::mem::take(tile);
+            carried = root(&full);
+            let key = TileKey {
+                level: level_u8(level),
+                index,
+            };
+            self.completed.insert(key, full);
+            self.dirty.remove(&level_u8(level));
             level += 1;
         }
         self.size += 1;
@@ -213,7 +222,15 @@ impl TileAppender {
 
     /// The tiles changed since the last call, each with all its hashes.
     pub fn take_changed(&mut self) -> BTreeMap<TileKey, Vec<Hash>> {
-        std::mem::take(&mut self.changed)
+        let mut changed = std::mem::take(&mut self.completed);
+        for level in std::mem::take(&mut self.dirty) {
+            let key = TileKey {
+                level,
+                index: hashes_at_level(self.size, level) / TILE_WIDTH,
+            };
+            changed.insert(key, self.last[usize::from(level)].clone());
+        }
+        changed
     }
 }
 

@@ -16,13 +16,13 @@ use crate::checkpoint::Checkpoint;
 use crate::merkle::{Frontier, Hash, LeafEvent, empty_root};
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
-use crate::tree::order::{Round, Rounds};
+use crate::tree::order::{Round, Rounds, Xid8};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::split_hashes;
 
 /// Every event, in id order, with what the leaf encodes and the txid the order needs.
 const EVENTS: &str = "SELECT id, event_ts, application_name, event_kind, payload::text, \
-     token_name, coalesce(txid, '0'::xid8)::text::bigint FROM events ORDER BY id";
+     token_name, coalesce(txid, '0'::xid8) FROM events ORDER BY id";
 
 /// A signed note to check, and where it came from (for the report).
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ pub async fn verify(
         let row = row.map_err(classify)?;
         let event = stored_event_from_row(&row, 0)?;
         let token_name: Option<&str> = row.try_get(5).map_err(classify)?;
-        let txid: i64 = row.try_get(6).map_err(classify)?;
+        let Xid8(txid) = row.try_get(6).map_err(classify)?;
         report.events += 1;
         while next < by_id.len() && by_id[next].0 < event.id {
             next += 1;
