@@ -36,6 +36,13 @@ END $$;
 ALTER TABLE events ALTER COLUMN id SET DEFAULT
     CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('events_id_seq') END;
 
+-- What the collector computed as it wrote the event: the SHA-256 content digest of
+-- its leaf (all of it but the id) and the CRC-32 of each text (merkle::leaf). The
+-- sealer hashes the id with it instead of reading the texts back; the verifier
+-- recomputes it from the row. Null for rows written otherwise: the sealer then reads
+-- the texts.
+ALTER TABLE events ADD COLUMN seal bytea;
+
 -- How far the sealer got: the tree's size, the horizon below which every txid is
 -- sealed, and the right edge of the tree (its perfect subtree roots, concatenated).
 CREATE TABLE tree_head (

@@ -33,8 +33,9 @@ fn batch(numbers: std::ops::Range<usize>, application: &str) -> String {
     format!("[{}]", events.join(","))
 }
 
-/// The leaf bytes of an event, from the README's table (version 1), written here
-/// independently of the server's encoder.
+/// The leaf bytes of an event, from the README's tables (version 1), written here
+/// independently of the server's encoder: the version, the id, and the SHA-256 of the
+/// content bytes.
 fn leaf_bytes(
     id: i64,
     application: &str,
@@ -47,21 +48,22 @@ fn leaf_bytes(
             .unwrap()
             .unix_timestamp_nanos();
     let micros = i64::try_from(nanos / 1000).unwrap();
-    let mut bytes = vec![1u8];
-    bytes.extend(id.to_be_bytes());
-    bytes.extend(micros.to_be_bytes());
+    let mut content = micros.to_be_bytes().to_vec();
     for text in [application, kind, payload] {
-        bytes.extend(u32::try_from(text.len()).unwrap().to_be_bytes());
-        bytes.extend(text.as_bytes());
+        content.extend(u32::try_from(text.len()).unwrap().to_be_bytes());
+        content.extend(text.as_bytes());
     }
     match token {
-        None => bytes.push(0),
+        None => content.push(0),
         Some(name) => {
-            bytes.push(1);
-            bytes.extend(u32::try_from(name.len()).unwrap().to_be_bytes());
-            bytes.extend(name.as_bytes());
+            content.push(1);
+            content.extend(u32::try_from(name.len()).unwrap().to_be_bytes());
+            content.extend(name.as_bytes());
         }
     }
+    let mut bytes = vec![1u8];
+    bytes.extend(id.to_be_bytes());
+    bytes.extend(Sha256::digest(&content));
     bytes
 }
 

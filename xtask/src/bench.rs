@@ -45,7 +45,7 @@ const CREATE_APPLICATION_INDEX: &str =
     "CREATE INDEX events_application_name_id ON events (application_name, id)";
 /// The columns the encoders write, in order (`audit_core::copy::COPY_EVENTS`).
 pub(crate) const COPY_COLUMNS: &str =
-    "(event_ts, application_name, event_kind, payload, token_name)";
+    "(event_ts, application_name, event_kind, payload, token_name, seal)";
 
 /// How big and how long: the full run, or a smoke run that takes seconds.
 pub struct BenchPlan {

@@ -8,14 +8,17 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::event::{EventRef, NewEvent};
+use crate::merkle::{LeafContent, SEAL_BYTES};
 
 /// The whole stream header: signature, flags 0, header extension length 0.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end-of-data marker: a field count of -1.
 const TRAILER: &[u8] = &[0xff, 0xff];
-const FIELD_COUNT: i16 = 5;
+const FIELD_COUNT: i16 = 6;
 /// A field's length when it is NULL.
 const NULL_LENGTH: i32 = -1;
+/// The seal's length, as its field's length prefix.
+const SEAL_LENGTH: i32 = 48;
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
 /// The first buffer of a stream encoder.
@@ -146,6 +149,16 @@ fn put_row(buffer: &mut BytesMut, event: EventRef<'_>, token_name: Option<&str>)
         Some(name) => put_text(buffer, name),
         None => buffer.put_i32(NULL_LENGTH),
     }
+    // What the sealer hashes instead of reading the texts back (`merkle::leaf`).
+    let content = LeafContent {
+        event_ts: event.event_ts,
+        application_name: event.application_name.as_str(),
+        event_kind: event.event_kind.as_str(),
+        payload: event.payload.as_json_text(),
+        token_name,
+    };
+    buffer.put_i32(SEAL_LENGTH);
+    buffer.put_slice(&content.seal());
 }
 
 fn put_text(buffer: &mut BytesMut, text: &str) {
@@ -155,11 +168,12 @@ fn put_text(buffer: &mut BytesMut, text: &str) {
     buffer.put_slice(text.as_bytes());
 }
 
-/// The exact size of one encoded row without a token: field count, five length
-/// prefixes, the timestamp and the three texts.
+/// The exact size of one encoded row without a token: field count, six length
+/// prefixes, the timestamp, the three texts and the seal.
 fn encoded_length(event: EventRef<'_>) -> usize {
-    2 + 5 * 4
+    2 + 6 * 4
         + 8
+        + SEAL_BYTES
         + event.application_name.as_str().len()
         + event.event_kind.as_str().len()
         + event.payload.as_json_text().len()
@@ -223,32 +237,50 @@ mod tests {
     }
 
     #[test]
-    fn a_row_is_encoded_as_five_length_prefixed_fields_with_a_null_token() {
+    fn a_row_is_encoded_as_six_length_prefixed_fields_with_a_null_token() {
         let event = sample_event("a", "k", "1");
 
-        let rows = RowEncoder::for_events(&[event]).into_rows();
+        let rows = RowEncoder::for_events(std::slice::from_ref(&event)).into_rows();
 
-        let mut expected = vec![0, 5, 0, 0, 0, 8];
+        let mut expected = vec![0, 6, 0, 0, 0, 8];
         expected.extend_from_slice(&1_000_000i64.to_be_bytes());
         for text in ["a", "k", "1"] {
             expected.extend_from_slice(&1i32.to_be_bytes());
             expected.extend_from_slice(text.as_bytes());
         }
         expected.extend_from_slice(&(-1i32).to_be_bytes());
+        expected.extend_from_slice(&48i32.to_be_bytes());
+        let content = LeafContent {
+            event_ts: event.event_ts,
+            application_name: "a",
+            event_kind: "k",
+            payload: "1",
+            token_name: None,
+        };
+        expected.extend_from_slice(&content.seal());
         assert_eq!(rows.bytes.as_ref(), expected.as_slice());
     }
 
     #[test]
-    fn rows_written_by_a_token_carry_its_name_as_the_fifth_field() {
+    fn rows_written_by_a_token_carry_its_name_as_the_fifth_field_and_in_the_seal() {
         let event = sample_event("a", "k", "1");
         let mut encoder = RowEncoder::default().written_by(Some("ci"));
 
         encoder.push(event.as_event_ref());
 
-        let untokened = RowEncoder::for_events(&[event]).into_rows();
-        let mut expected = untokened.bytes[..untokened.bytes.len() - 4].to_vec();
+        let untokened = RowEncoder::for_events(std::slice::from_ref(&event)).into_rows();
+        let mut expected = untokened.bytes[..untokened.bytes.len() - 4 - 4 - 48].to_vec();
         expected.extend_from_slice(&2i32.to_be_bytes());
         expected.extend_from_slice(b"ci");
+        expected.extend_from_slice(&48i32.to_be_bytes());
+        let content = LeafContent {
+            event_ts: event.event_ts,
+            application_name: "a",
+            event_kind: "k",
+            payload: "1",
+            token_name: Some("ci"),
+        };
+        expected.extend_from_slice(&content.seal());
         assert_eq!(encoder.into_rows().bytes.as_ref(), expected.as_slice());
     }
 }

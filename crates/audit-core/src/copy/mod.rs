@@ -13,4 +13,4 @@ pub use crate::copy::encode::{EncodedRows, RowEncoder, StreamEncoder, framed_row
 
 /// The COPY statement that reads what the encoders write.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload, \
-     token_name) FROM STDIN (FORMAT binary)";
+     token_name, seal) FROM STDIN (FORMAT binary)";

@@ -14,7 +14,9 @@ mod leaf;
 mod subtrees;
 
 pub use crate::merkle::frontier::{Frontier, FrontierMismatch};
-pub use crate::merkle::leaf::{LEAF_VERSION, LeafEvent};
+pub use crate::merkle::leaf::{
+    LEAF_VERSION, LeafContent, LeafEvent, SEAL_BYTES, leaf_bytes, leaf_hash_of, unix_micros,
+};
 use crate::merkle::subtrees::split_point;
 pub use crate::merkle::subtrees::{
     LeafSlice, SubtreeSource, Wanted, consistency_path, inclusion_path, range_root,

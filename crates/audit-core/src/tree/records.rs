@@ -23,24 +23,11 @@ pub const FINGERPRINTED: [&str; 4] = ["application_name", "event_kind", "payload
 
 impl LeafRecord {
     pub fn of(event: &LeafEvent<'_>) -> Self {
-        let stored = &event.event;
-        let texts = [
-            stored.application_name,
-            stored.event_kind,
-            stored.payload,
-            event.token_name.unwrap_or(""),
-        ];
-        let mut fingerprints = [[0; 4]; 4];
-        for (fingerprint, text) in fingerprints.iter_mut().zip(texts) {
-            *fingerprint = crc32fast::hash(text.as_bytes()).to_be_bytes();
-        }
-        if event.token_name.is_none() {
-            fingerprints[3] = [0; 4];
-        }
+        let content = event.content();
         Self {
-            id: stored.id,
-            event_ts_micros: event.event_ts_micros(),
-            fingerprints,
+            id: event.event.id,
+            event_ts_micros: content.event_ts_micros(),
+            fingerprints: content.fingerprints(),
         }
     }
 

@@ -11,9 +11,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::checkpoint::{Checkpoint, SigningKey};
-use crate::merkle::{Frontier, Hash, LeafEvent};
-use crate::repository::stored_event_from_row;
+use crate::event::StoredEvent;
+use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, leaf_hash_of, unix_micros};
 use crate::storage_error::{StorageError, classify};
+use crate::timestamp::EventTimestamp;
 use crate::tree::order::{Round, Rounds, Xid8};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{MissingTile, TILE_WIDTH, TileAppender, read_tiles, split_hashes};
@@ -27,10 +28,14 @@ const TILES_PER_WRITE: usize = 512;
 
 /// The events of a round, from the ids above the floor, in id order (the primary
 /// key's, so no sort); the round sorts them into (txid, id) order itself, which costs
-/// the database nothing. Prepared afresh each round, so each is planned for its own
-/// floor: a range of the primary key.
-const UNSEALED: &str = "SELECT id, event_ts, application_name, event_kind, payload::text, \
-     token_name, coalesce(txid, '0'::xid8) \
+/// the database nothing. An event's texts are read only when it has no seal (a row
+/// not written by the collector): otherwise its stored content digest is hashed with
+/// its id. Prepared afresh each round, so each is planned for its own floor: a range
+/// of the primary key.
+const UNSEALED: &str = "SELECT id, event_ts, coalesce(txid, '0'::xid8), seal, token_name, \
+         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN application_name END, \
+         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN event_kind END, \
+         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN payload::text END \
      FROM events \
      WHERE id > $1 \
        AND coalesce(txid, '0'::xid8) >= ($2::bigint)::text::xid8 \
@@ -178,17 +183,16 @@ impl Sealer {
             let mut unsealed = Vec::new();
             while let Some(row) = rows.next().await {
                 let row = row.map_err(classify)?;
-                let event = stored_event_from_row(&row, 0)?;
-                let token_name: Option<&str> = row.try_get(5).map_err(classify)?;
-                let Xid8(txid) = row.try_get(6).map_err(classify)?;
-                if !state.rounds.drawn_in_order(txid, event.id) {
-                    if self.reported.insert(event.id) {
-                        report.refused.push(event.id);
+                let id: i64 = row.try_get(0).map_err(classify)?;
+                let Xid8(txid) = row.try_get(2).map_err(classify)?;
+                if !state.rounds.drawn_in_order(txid, id) {
+                    if self.reported.insert(id) {
+                        report.refused.push(id);
                     }
                     continue;
                 }
-                let leaf = LeafEvent { event, token_name };
-                unsealed.push((txid, event.id, leaf.hash(), LeafRecord::of(&leaf)));
+                let (hash, record) = unsealed_leaf(&row, id)?;
+                unsealed.push((txid, id, hash, record));
             }
             unsealed.sort_unstable_by_key(|(txid, id, _, _)| (*txid, *id));
             for (_, _, hash, record) in unsealed {
@@ -252,6 +256,50 @@ impl Sealer {
         }
         Ok(())
     }
+}
+
+/// The leaf hash and record of a row of [`UNSEALED`]: from its seal when it has one,
+/// else from its texts.
+fn unsealed_leaf(row: &tokio_postgres::Row, id: i64) -> Result<(Hash, LeafRecord), StorageError> {
+    let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
+    let event_ts = row
+        .try_get(1)
+        .map_err(|error| corrupt(error.to_string()))
+        .and_then(|value| {
+            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
+        })?;
+    let seal: Option<&[u8]> = row.try_get(3).map_err(classify)?;
+    let token_name: Option<&str> = row.try_get(4).map_err(classify)?;
+    if let Some(seal) = seal.filter(|seal| seal.len() == SEAL_BYTES) {
+        let mut digest = [0; 32];
+        digest.copy_from_slice(&seal[..32]);
+        let mut fingerprints = [[0; 4]; 4];
+        for (at, fingerprint) in fingerprints.iter_mut().enumerate() {
+            fingerprint.copy_from_slice(&seal[32 + 4 * at..36 + 4 * at]);
+        }
+        let record = LeafRecord {
+            id,
+            event_ts_micros: unix_micros(event_ts),
+            fingerprints,
+        };
+        return Ok((leaf_hash_of(id, &digest), record));
+    }
+    let text = |index: usize| -> Result<&str, StorageError> {
+        row.try_get::<_, Option<&str>>(index)
+            .map_err(|error| corrupt(error.to_string()))?
+            .ok_or_else(|| corrupt("a text is missing".to_owned()))
+    };
+    let leaf = LeafEvent {
+        event: StoredEvent {
+            id,
+            event_ts,
+            application_name: text(5)?,
+            event_kind: text(6)?,
+            payload: text(7)?,
+        },
+        token_name,
+    };
+    Ok((leaf.hash(), LeafRecord::of(&leaf)))
 }
 
 /// Takes [`SEALER_LOCK`] and loads the tree; none when another session holds the lock.
