@@ -69,6 +69,9 @@ CREATE TABLE tree_tiles (
     hashes bytea    NOT NULL,
     PRIMARY KEY (level, tile)
 );
+-- Hashes do not compress: storing them without trying saves the sealer's database
+-- session a fifth of its CPU (measured with perf under full ingest).
+ALTER TABLE tree_tiles ALTER COLUMN hashes SET STORAGE EXTERNAL;
 
 -- What each leaf of a level-0 tile was sealed from: per leaf 32 bytes (the event's
 -- id, its event_ts in microseconds, and the CRC-32 (IEEE) of its
@@ -80,6 +83,7 @@ CREATE TABLE tree_leaves (
     max_id  bigint NOT NULL,
     records bytea  NOT NULL
 );
+ALTER TABLE tree_leaves ALTER COLUMN records SET STORAGE EXTERNAL;
 CREATE INDEX tree_leaves_ids ON tree_leaves USING gist (int8range(min_id, max_id, '[]'));
 
 -- Every signed checkpoint, as the signed note served at /api/checkpoint.
