@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::bench_memory;
 use crate::command::{cargo, last_output_line, render, run_checked, workspace_root};
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
+use crate::{bench_integrity, bench_memory};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
@@ -87,8 +87,8 @@ impl BenchPlan {
 
 pub(crate) struct BenchEnvironment {
     server_url: String,
-    binaries: PathBuf,
-    directory: PathBuf,
+    pub(crate) binaries: PathBuf,
+    pub(crate) directory: PathBuf,
     /// The measuring commands, in order, for the report.
     commands: RefCell<Vec<String>>,
 }
@@ -303,8 +303,14 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
 
     let _ = server.kill();
     let _ = server.wait();
+    report.push_str(&sealing_report(&context, plan, &read_dsn, ceiling)?);
     report.push_str(&bench_memory::large_pages(&context, plan)?);
-    for database in [INGEST_DATABASE, READ_DATABASE, CEILING_DATABASE] {
+    for database in [
+        INGEST_DATABASE,
+        READ_DATABASE,
+        CEILING_DATABASE,
+        bench_integrity::SEALED_DATABASE,
+    ] {
         drop_database(&context, database)?;
     }
     println!("{report}");
@@ -327,6 +333,63 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Tamper evidence's figures (`bench_integrity`), as report lines.
+fn sealing_report(
+    context: &BenchEnvironment,
+    plan: &BenchPlan,
+    read_dsn: &str,
+    ceiling: f64,
+) -> anyhow::Result<String> {
+    let key = bench_integrity::BenchKey::create(context)?;
+    let tree = bench_integrity::proofs_and_verifier(context, plan, read_dsn, &key)?;
+    let sealed = bench_integrity::ingest_with_sealing(context, plan, &key)?;
+    let mut report = String::new();
+    let events = |run: &bench_integrity::IngestRun| run.result.requests_per_second * 100.0;
+    for (label, run) in [("off", &sealed.off), ("on ", &sealed.on)] {
+        writeln!(
+            report,
+            "POST  100 events, sealing {label} (fresh server and database): {:>9.0} events/s ({:.2} of ceiling), {}",
+            events(run),
+            events(run) / ceiling,
+            run.result.latency_summary()
+        )?;
+        writeln!(report, "    {}", run.cpu.summary())?;
+    }
+    writeln!(
+        report,
+        "sealing on / off, 100-event POSTs: {:.2}",
+        events(&sealed.on) / events(&sealed.off)
+    )?;
+    writeln!(
+        report,
+        "commit-to-checkpoint lag under that load (201 to the first proof): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} probes)",
+        bench_integrity::quantile(&sealed.lags_ms, 0.5),
+        bench_integrity::quantile(&sealed.lags_ms, 0.99),
+        bench_integrity::quantile(&sealed.lags_ms, 1.0),
+        sealed.lags_ms.len()
+    )?;
+    writeln!(
+        report,
+        "first round over a never-sealed table of {} events: {:.1} s ({:.0} events/s, server start included)",
+        tree.rows,
+        tree.seal_seconds,
+        tree.rows as f64 / tree.seal_seconds
+    )?;
+    writeln!(
+        report,
+        "GET /api/event/{{id}}/proof, random events of the {}-leaf tree: {:.0} requests/s, {}",
+        tree.rows,
+        tree.proof.requests_per_second,
+        tree.proof.latency_summary()
+    )?;
+    writeln!(
+        report,
+        "audit-server verify on {} events: {:.0} events/s ({})",
+        tree.rows, tree.verify_rate, tree.verify_line
+    )?;
+    Ok(report)
 }
 
 /// The two GET figures of a reader: the first page and a page deep in the table.
@@ -596,7 +659,7 @@ fn switch_auth_mode(
     Ok(())
 }
 
-fn curl(arguments: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn curl(arguments: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("curl")
         .args(arguments)
         .output()
@@ -657,7 +720,7 @@ fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
 }
 
 /// A wrk script that posts a fixed batch of `batch_size` events.
-fn post_script(directory: &Path, batch_size: usize) -> anyhow::Result<PathBuf> {
+pub(crate) fn post_script(directory: &Path, batch_size: usize) -> anyhow::Result<PathBuf> {
     let events: Vec<String> = (0..batch_size)
         .map(|n| {
             format!(

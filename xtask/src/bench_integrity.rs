@@ -1,0 +1,264 @@
+//! Tamper evidence in `cargo xtask bench`: what sealing costs ingest, how far
+//! checkpoints lag commits, how fast proofs and the verifier are.
+//!
+//! 1. 100-event POSTs into a fresh database, sealing off then on, each on a fresh
+//!    server, side by side; while sealing is on, a probe posts one event every 200 ms
+//!    and times from its 201 to the first 200 of its `/api/event/{id}/proof` (which
+//!    needs a signed checkpoint holding it): the commit-to-checkpoint lag.
+//! 2. On the 10M-event read table: the first round seals it whole (events/s), then
+//!    wrk asks for proofs of random events, then `audit-server verify` checks it all.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::{
+    BenchEnvironment, BenchPlan, PORT, curl, fresh_database, post_script, start_server,
+    write_server_config,
+};
+use crate::command::last_output_line;
+use crate::cpu::{CpuPerRequest, CpuSample};
+use crate::wrk::{WrkResult, run_wrk, wrk_command};
+
+pub(crate) const SEALED_DATABASE: &str = "audit_bench_sealed";
+
+/// A checkpoint signing key made for the run, and its verifier key.
+pub(crate) struct BenchKey {
+    file: PathBuf,
+    verifier: String,
+}
+
+impl BenchKey {
+    pub(crate) fn create(context: &BenchEnvironment) -> anyhow::Result<Self> {
+        let file = context.directory.join("checkpoint.key");
+        let _ = std::fs::remove_file(&file);
+        let mut command = Command::new(context.binaries.join("audit-server"));
+        command
+            .args(["keygen", "--name", "bench.audit/log", "--out"])
+            .arg(&file);
+        context.record(&command);
+        let verifier = last_output_line(&mut command)?;
+        Ok(Self { file, verifier })
+    }
+
+    /// The bench's server config for `dsn`, with sealing on.
+    fn sealed_config(&self, context: &BenchEnvironment, dsn: &str) -> anyhow::Result<PathBuf> {
+        let path = write_server_config(context, dsn, "off")?;
+        let mut text = std::fs::read_to_string(&path)?;
+        text.push_str(&format!(
+            "[integrity]\nsigning_key_file = \"{}\"\n",
+            self.file.display()
+        ));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// One ingest run's figures.
+pub(crate) struct IngestRun {
+    pub result: WrkResult,
+    pub cpu: CpuPerRequest,
+}
+
+/// Sealing off, then on: 100-event POSTs, and the lags the probe measured while on.
+pub(crate) struct SealedIngest {
+    pub off: IngestRun,
+    pub on: IngestRun,
+    pub lags_ms: Vec<f64>,
+}
+
+pub(crate) fn ingest_with_sealing(
+    context: &BenchEnvironment,
+    plan: &BenchPlan,
+    key: &BenchKey,
+) -> anyhow::Result<SealedIngest> {
+    let connections = (32 / plan.connection_divisor).max(1);
+    let script = post_script(&context.directory, 100)?;
+    let url = format!("http://127.0.0.1:{PORT}/api/event");
+    let mut runs = Vec::new();
+    let mut lags_ms = Vec::new();
+    for sealed in [false, true] {
+        let dsn = fresh_database(context, SEALED_DATABASE)?;
+        let config = if sealed {
+            key.sealed_config(context, &dsn)?
+        } else {
+            write_server_config(context, &dsn, "off")?
+        };
+        let mut server = start_server(context, &config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let probe = sealed.then(|| {
+            let (stop, dsn) = (stop.clone(), dsn.clone());
+            std::thread::spawn(move || probe_lags(&stop, &dsn))
+        });
+        let mut command = wrk_command(&url, Some(&script), connections, plan.run_seconds);
+        context.record(&command);
+        let before = CpuSample::take(server.id())?;
+        let result = run_wrk(&mut command)?;
+        let after = CpuSample::take(server.id())?;
+        stop.store(true, Ordering::Relaxed);
+        if let Some(probe) = probe {
+            lags_ms = probe
+                .join()
+                .map_err(|_| anyhow::anyhow!("the lag probe panicked"))??;
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+        let requests = result.requests_per_second * f64::from(plan.run_seconds);
+        runs.push(IngestRun {
+            cpu: before.per_request(&after, requests),
+            result,
+        });
+    }
+    let on = runs.pop().context("no sealed run")?;
+    let off = runs.pop().context("no unsealed run")?;
+    Ok(SealedIngest { off, on, lags_ms })
+}
+
+/// Posts one event at a time and times each until its proof is served.
+fn probe_lags(stop: &AtomicBool, dsn: &str) -> anyhow::Result<Vec<f64>> {
+    let mut lags = Vec::new();
+    let mut last_id = 0i64;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let body = format!(
+            r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"lag-probe","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
+        );
+        n += 1;
+        curl(&[
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{PORT}/api/event"),
+        ])?;
+        let committed = Instant::now();
+        let query = format!(
+            "SELECT max(id) FROM events WHERE id > {last_id} AND application_name = 'lag-probe'"
+        );
+        let output = Command::new("psql")
+            .args(["-qtA", dsn, "-c", &query])
+            .output()?;
+        let id: i64 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .context("the probe's event is not in the table")?;
+        last_id = id;
+        let proof = format!("http://127.0.0.1:{PORT}/api/event/{id}/proof");
+        loop {
+            let code = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &proof])?;
+            if code == "200" {
+                lags.push(committed.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if committed.elapsed() > Duration::from_secs(60) {
+                bail!("event {id} had no proof within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(lags)
+}
+
+/// The sealed 10M-event table's figures.
+pub(crate) struct TreeFigures {
+    pub rows: u64,
+    pub seal_seconds: f64,
+    pub proof: WrkResult,
+    pub verify_line: String,
+    pub verify_rate: f64,
+}
+
+/// Seals the read table whole, then measures proofs and the verifier on it.
+pub(crate) fn proofs_and_verifier(
+    context: &BenchEnvironment,
+    plan: &BenchPlan,
+    read_dsn: &str,
+    key: &BenchKey,
+) -> anyhow::Result<TreeFigures> {
+    let config = key.sealed_config(context, read_dsn)?;
+    let started = Instant::now();
+    let mut server = start_server(context, &config)?;
+    let rows = plan.read_rows;
+    loop {
+        if let Ok(note) = curl(&["-sf", &format!("http://127.0.0.1:{PORT}/api/checkpoint")])
+            && note
+                .lines()
+                .nth(1)
+                .and_then(|size| size.parse::<u64>().ok())
+                >= Some(rows)
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the read table was not sealed within 30 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seal_seconds = started.elapsed().as_secs_f64();
+    let script = proof_script(&context.directory, rows)?;
+    let connections = (32 / plan.connection_divisor).max(1);
+    let mut command = wrk_command(
+        &format!("http://127.0.0.1:{PORT}/api/event"),
+        Some(&script),
+        connections,
+        plan.run_seconds,
+    );
+    context.record(&command);
+    let proof = run_wrk(&mut command)?;
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut verify = Command::new(context.binaries.join("audit-server"));
+    verify
+        .arg("--config")
+        .arg(&config)
+        .args(["verify", "--key", &key.verifier]);
+    context.record(&verify);
+    let verify_line = last_output_line(&mut verify)?;
+    let verify_rate = verify_line
+        .rsplit_once('(')
+        .and_then(|(_, rate)| rate.split_whitespace().next())
+        .and_then(|rate| rate.parse().ok())
+        .context("no events/s in the verifier's summary")?;
+    if !verify_line.starts_with("OK") {
+        bail!("the verifier failed on the bench table: {verify_line}");
+    }
+    Ok(TreeFigures {
+        rows,
+        seal_seconds,
+        proof,
+        verify_line,
+        verify_rate,
+    })
+}
+
+/// A wrk script asking for the proof of a random one of the first `rows` ids.
+fn proof_script(directory: &Path, rows: u64) -> anyhow::Result<PathBuf> {
+    let script = format!(
+        "request = function()\n  return wrk.format(\"GET\", \"/api/event/\" .. math.random(1, {rows}) .. \"/proof\")\nend\n"
+    );
+    let path = directory.join("proof.lua");
+    std::fs::write(&path, script)?;
+    Ok(path)
+}
+
+/// The `fraction` quantile of some samples (nearest rank).
+pub(crate) fn quantile(samples: &[f64], fraction: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let wanted = fraction * sorted.len() as f64;
+    let rank = (1..=sorted.len())
+        .find(|rank| *rank as f64 >= wanted)
+        .unwrap_or(sorted.len());
+    sorted[rank - 1]
+}
