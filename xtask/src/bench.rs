@@ -379,8 +379,9 @@ fn sealing_report(
     )?;
     writeln!(
         report,
-        "GET /api/event/{{id}}/proof, random events of the {}-leaf tree: {:.0} requests/s, {}",
+        "GET /api/event/{{id}}/proof, random events of the {}-leaf tree, {} clients: {:.0} requests/s, {}",
         tree.rows,
+        bench_integrity::PROOF_CLIENTS,
         tree.proof.requests_per_second,
         tree.proof.latency_summary()
     )?;

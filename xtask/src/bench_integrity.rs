@@ -24,6 +24,8 @@ use crate::command::last_output_line;
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::wrk::{WrkResult, run_wrk, wrk_command};
 
+/// Clients asking for proofs at once.
+pub(crate) const PROOF_CLIENTS: u32 = 4;
 pub(crate) const SEALED_DATABASE: &str = "audit_bench_sealed";
 
 /// A checkpoint signing key made for the run, and its verifier key.
@@ -204,7 +206,8 @@ pub(crate) fn proofs_and_verifier(
     }
     let seal_seconds = started.elapsed().as_secs_f64();
     let script = proof_script(&context.directory, rows)?;
-    let connections = (32 / plan.connection_divisor).max(1);
+    // A latency figure: few enough clients that requests do not queue for the cores.
+    let connections = PROOF_CLIENTS;
     let mut command = wrk_command(
         &format!("http://127.0.0.1:{PORT}/api/event"),
         Some(&script),

@@ -1,15 +1,13 @@
 //! Proofs served from the stored tree: an event's inclusion in a checkpointed tree,
-//! and the consistency of two checkpointed sizes. Only the tiles a proof needs are
-//! read (one per perfect subtree it names, fetched at once).
+//! and the consistency of two checkpointed sizes. Only the slices of tiles a proof
+//! needs are read (one per perfect subtree it names, fetched at once).
 
-use std::collections::BTreeSet;
-
-use tokio_postgres::GenericClient;
+use deadpool_postgres::Client;
 
 use crate::merkle::{self, Hash, SubtreeSource, Wanted};
 use crate::storage_error::{StorageError, classify};
 use crate::tree::records::LeafRecord;
-use crate::tree::tiles::{FetchedTiles, MissingTile, TILE_WIDTH, TileKey, read_tiles, tile_of};
+use crate::tree::tiles::{FetchedSubtrees, MissingTile, TILE_WIDTH, read_subtrees};
 
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,28 +33,36 @@ pub enum ProofReadError {
     Missing(#[from] MissingTile),
 }
 
+const LATEST_CHECKPOINT: &str =
+    "SELECT size, note FROM tree_checkpoints ORDER BY size DESC LIMIT 1";
+const CHECKPOINT_OF_SIZE: &str = "SELECT size, note FROM tree_checkpoints WHERE size = $1";
+/// The event's application, and each leaf tile whose id range holds its id (ranges of
+/// neighbouring tiles overlap where commits interleaved); no tile when not sealed.
+const EVENT_AND_TILES: &str = "SELECT e.application_name, l.tile, l.records \
+     FROM events AS e \
+     LEFT JOIN tree_leaves AS l ON int8range(l.min_id, l.max_id, '[]') @> e.id \
+     WHERE e.id = $1";
+
 /// The latest checkpoint, or the one of exactly `size` leaves.
 pub async fn checkpoint(
-    client: &impl GenericClient,
+    client: &Client,
     size: Option<u64>,
 ) -> Result<Option<StoredCheckpoint>, StorageError> {
     let row = match size {
         None => {
-            client
-                .query_opt(
-                    "SELECT size, note FROM tree_checkpoints ORDER BY size DESC LIMIT 1",
-                    &[],
-                )
+            let statement = client
+                .prepare_cached(LATEST_CHECKPOINT)
                 .await
+                .map_err(classify)?;
+            client.query_opt(&statement, &[]).await
         }
         Some(size) => {
             let size = i64::try_from(size).unwrap_or(i64::MAX);
-            client
-                .query_opt(
-                    "SELECT size, note FROM tree_checkpoints WHERE size = $1",
-                    &[&size],
-                )
+            let statement = client
+                .prepare_cached(CHECKPOINT_OF_SIZE)
                 .await
+                .map_err(classify)?;
+            client.query_opt(&statement, &[&size]).await
         }
     }
     .map_err(classify)?;
@@ -73,28 +79,23 @@ pub async fn checkpoint(
 /// The application of event `id` (none when no event has it) and its leaf index,
 /// when it is sealed.
 pub async fn find_leaf(
-    client: &impl GenericClient,
+    client: &Client,
     id: i64,
 ) -> Result<Option<(String, Option<u64>)>, StorageError> {
-    let Some(event) = client
-        .query_opt("SELECT application_name FROM events WHERE id = $1", &[&id])
-        .await
-        .map_err(classify)?
-    else {
-        return Ok(None);
-    };
-    let application: String = event.try_get(0).map_err(classify)?;
-    let tiles = client
-        .query(
-            "SELECT tile, records FROM tree_leaves \
-             WHERE int8range(min_id, max_id, '[]') @> $1::bigint",
-            &[&id],
-        )
+    let statement = client
+        .prepare_cached(EVENT_AND_TILES)
         .await
         .map_err(classify)?;
-    for row in tiles {
-        let tile: i64 = row.try_get(0).map_err(classify)?;
-        let bytes: Vec<u8> = row.try_get(1).map_err(classify)?;
+    let rows = client.query(&statement, &[&id]).await.map_err(classify)?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let application: String = first.try_get(0).map_err(classify)?;
+    for row in &rows {
+        let Some(tile) = row.try_get::<_, Option<i64>>(1).map_err(classify)? else {
+            continue;
+        };
+        let bytes: Vec<u8> = row.try_get(2).map_err(classify)?;
         let records = LeafRecord::parse_all(&bytes).unwrap_or_default();
         if let Some(position) = records.iter().position(|record| record.id == id) {
             let tile = u64::try_from(tile).unwrap_or(0);
@@ -109,7 +110,7 @@ pub async fn find_leaf(
 
 /// The inclusion proof of leaf `leaf_index` in the tree of `tree_size` leaves.
 pub async fn inclusion(
-    client: &impl GenericClient,
+    client: &Client,
     leaf_index: u64,
     tree_size: u64,
 ) -> Result<Option<InclusionProof>, ProofReadError> {
@@ -133,7 +134,7 @@ pub async fn inclusion(
 
 /// The consistency proof between the trees of `first` and `second` leaves.
 pub async fn consistency(
-    client: &impl GenericClient,
+    client: &Client,
     first: u64,
     second: u64,
 ) -> Result<Option<Vec<Hash>>, ProofReadError> {
@@ -143,10 +144,7 @@ pub async fn consistency(
     Ok(merkle::consistency_path(&mut tiles, first, second)?)
 }
 
-/// The tiles holding the subtrees `wanted` names.
-async fn fetch(client: &impl GenericClient, wanted: &Wanted) -> Result<FetchedTiles, StorageError> {
-    let keys: BTreeSet<TileKey> = (wanted.0.iter())
-        .map(|(height, index)| tile_of(*height, *index).0)
-        .collect();
-    Ok(FetchedTiles(read_tiles(client, keys).await?))
+/// The subtrees `wanted` names, from their tiles.
+async fn fetch(client: &Client, wanted: &Wanted) -> Result<FetchedSubtrees, StorageError> {
+    read_subtrees(client, &wanted.0).await
 }

@@ -17,7 +17,9 @@ use crate::storage_error::{StorageError, classify};
 use crate::timestamp::EventTimestamp;
 use crate::tree::order::{Round, Rounds, Xid8};
 use crate::tree::records::LeafRecord;
-use crate::tree::tiles::{MissingTile, TILE_WIDTH, TileAppender, read_tiles, split_hashes};
+use crate::tree::tiles::{
+    MissingTile, READ_TILES, TILE_WIDTH, TileAppender, read_tiles, split_hashes,
+};
 
 /// The session advisory lock the active sealer holds ("auditslr").
 pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
@@ -380,7 +382,8 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         }
     };
     let wanted = TileAppender::tiles_to_resume(size);
-    let tiles = read_tiles(client, wanted).await?;
+    let statement = client.prepare(READ_TILES).await.map_err(classify)?;
+    let tiles = read_tiles(client, &statement, wanted).await?;
     let appender = TileAppender::resume(size, &tiles)?;
     let partial = size % TILE_WIDTH;
     let records = if partial == 0 {

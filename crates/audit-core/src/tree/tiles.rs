@@ -60,9 +60,16 @@ pub fn split_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
     )
 }
 
-/// The stored tiles among `keys` (a torn one, not whole hashes, is left out).
+/// The tiles of the given levels and indexes (`read_tiles`' statement).
+pub const READ_TILES: &str = "SELECT t.level, t.tile, t.hashes \
+     FROM unnest($1::smallint[], $2::bigint[]) AS wanted (level, tile) \
+     JOIN tree_tiles AS t USING (level, tile)";
+
+/// The stored tiles among `keys` (a torn one, not whole hashes, is left out), through
+/// `statement`, [`READ_TILES`] prepared.
 pub async fn read_tiles(
     client: &impl GenericClient,
+    statement: &tokio_postgres::Statement,
     keys: impl IntoIterator<Item = TileKey>,
 ) -> Result<HashMap<TileKey, Vec<Hash>>, StorageError> {
     let (levels, indexes): (Vec<i16>, Vec<i64>) = keys
@@ -73,11 +80,7 @@ pub async fn read_tiles(
         })
         .unzip();
     let rows = client
-        .query(
-            "SELECT level, tile, hashes FROM tree_tiles \
-             WHERE (level, tile) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-            &[&levels, &indexes],
-        )
+        .query(statement, &[&levels, &indexes])
         .await
         .map_err(classify)?;
     let mut tiles = HashMap::new();
@@ -96,29 +99,81 @@ pub async fn read_tiles(
     Ok(tiles)
 }
 
+/// The parts of tiles that perfect subtrees are computed from, each its own slice
+/// (stored tiles are not compressed, so PostgreSQL reads only the chunks a slice
+/// needs, not the whole 8 KiB tile).
+const READ_SUBTREES: &str = "SELECT wanted.n, substring(t.hashes FROM wanted.start FOR wanted.length) \
+     FROM unnest($1::int[], $2::smallint[], $3::bigint[], $4::int[], $5::int[]) \
+         AS wanted (n, level, tile, start, length) \
+     JOIN tree_tiles AS t USING (level, tile)";
+
+/// The hashes of the perfect subtrees `wanted` names (`(height, index)` pairs), read
+/// from their tiles' slices at once; a missing one is left out.
+pub async fn read_subtrees(
+    client: &deadpool_postgres::Client,
+    wanted: &[(u32, u64)],
+) -> Result<FetchedSubtrees, StorageError> {
+    let mut numbers = Vec::new();
+    let mut levels = Vec::new();
+    let mut tiles = Vec::new();
+    let mut starts = Vec::new();
+    let mut lengths = Vec::new();
+    for (number, (height, index)) in wanted.iter().enumerate() {
+        let (key, range) = tile_of(*height, *index);
+        numbers.push(i32::try_from(number).unwrap_or(i32::MAX));
+        levels.push(i16::from(key.level));
+        tiles.push(i64::try_from(key.index).unwrap_or(i64::MAX));
+        // Fewer than 256 hashes of 32 bytes: always fits.
+        starts.push(i32::try_from(range.start * 32 + 1).unwrap_or(i32::MAX));
+        lengths.push(i32::try_from(range.len() * 32).unwrap_or(i32::MAX));
+    }
+    let statement = client
+        .prepare_cached(READ_SUBTREES)
+        .await
+        .map_err(classify)?;
+    let rows = client
+        .query(&statement, &[&numbers, &levels, &tiles, &starts, &lengths])
+        .await
+        .map_err(classify)?;
+    let mut found = HashMap::new();
+    for row in rows {
+        let number: i32 = row.try_get(0).map_err(classify)?;
+        let bytes: Vec<u8> = row.try_get(1).map_err(classify)?;
+        let Some(&(height, index)) = usize::try_from(number).ok().and_then(|at| wanted.get(at))
+        else {
+            continue;
+        };
+        let expected = tile_of(height, index).1.len();
+        if let Some(hashes) = split_hashes(&bytes).filter(|hashes| hashes.len() == expected) {
+            found.insert((height, index), root(&hashes));
+        }
+    }
+    Ok(FetchedSubtrees(found))
+}
+
+/// Perfect subtree hashes read by [`read_subtrees`].
+pub struct FetchedSubtrees(HashMap<(u32, u64), Hash>);
+
+impl SubtreeSource for FetchedSubtrees {
+    type Error = MissingTile;
+
+    fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
+        self.0.get(&(height, index)).copied().ok_or_else(|| {
+            let key = tile_of(height, index).0;
+            MissingTile {
+                level: key.level,
+                index: key.index,
+            }
+        })
+    }
+}
+
 /// A tile a proof needs is missing or shorter than the tree says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("tile {level}/{index} is missing or too short")]
 pub struct MissingTile {
     pub level: u8,
     pub index: u64,
-}
-
-/// Perfect subtree hashes from fetched tiles.
-pub struct FetchedTiles(pub HashMap<TileKey, Vec<Hash>>);
-
-impl SubtreeSource for FetchedTiles {
-    type Error = MissingTile;
-
-    fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
-        let (key, range) = tile_of(height, index);
-        let missing = MissingTile {
-            level: key.level,
-            index: key.index,
-        };
-        let hashes = self.0.get(&key).ok_or(missing)?;
-        hashes.get(range).map(root).ok_or(missing)
-    }
 }
 
 /// The partial tile of each level, kept by the sealer as leaves are appended, and the
@@ -242,6 +297,24 @@ fn level_u8(level: usize) -> u8 {
 mod tests {
     use super::*;
     use crate::merkle::{inclusion_path, leaf_hash, range_root};
+
+/// Perfect subtree hashes from fetched tiles.
+struct FetchedTiles(pub HashMap<TileKey, Vec<Hash>>);
+
+impl SubtreeSource for FetchedTiles {
+    type Error = MissingTile;
+
+    fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
+        let (key, range) = tile_of(height, index);
+        let missing = MissingTile {
+            level: key.level,
+            index: key.index,
+        };
+        let hashes = self.0.get(&key).ok_or(missing)?;
+        hashes.get(range).map(root).ok_or(missing)
+    }
+}
+
 
     fn leaves(count: u64) -> Vec<Hash> {
         (0..count).map(|n| leaf_hash(&n.to_be_bytes())).collect()

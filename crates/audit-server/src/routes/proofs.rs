@@ -37,7 +37,7 @@ pub async fn latest_checkpoint(
     let runtime = state.runtime();
     auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
     let checkpoint = with_connection(&runtime, async |client| {
-        Ok(proofs::checkpoint(&***client, None).await?)
+        Ok(proofs::checkpoint(&*client, None).await?)
     })
     .await?
     .ok_or_else(no_checkpoint)?;
@@ -63,7 +63,7 @@ pub async fn event_proof(
     })?;
     let tree_size = optional_size(request.query_string(), "tree_size")?;
     let found = with_connection(&runtime, async |client| {
-        let client = &***client;
+        let client = &*client;
         let checkpoint = proofs::checkpoint(client, tree_size).await?;
         let Some((application, leaf)) = proofs::find_leaf(client, id).await? else {
             return Ok(Found::NoEvent);
@@ -151,7 +151,7 @@ pub async fn consistency(
         return Err(invalid("first", "must not be larger than second"));
     }
     let proof = with_connection(&runtime, async |client| {
-        let client = &***client;
+        let client = &*client;
         for (name, size) in [("second", second), ("first", first)] {
             if size > 0 && proofs::checkpoint(client, Some(size)).await?.is_none() {
                 return Ok(Err(name));
