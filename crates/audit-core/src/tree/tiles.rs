@@ -298,23 +298,22 @@ mod tests {
     use super::*;
     use crate::merkle::{inclusion_path, leaf_hash, range_root};
 
-/// Perfect subtree hashes from fetched tiles.
-struct FetchedTiles(pub HashMap<TileKey, Vec<Hash>>);
+    /// Perfect subtree hashes from fetched tiles.
+    struct FetchedTiles(pub HashMap<TileKey, Vec<Hash>>);
 
-impl SubtreeSource for FetchedTiles {
-    type Error = MissingTile;
+    impl SubtreeSource for FetchedTiles {
+        type Error = MissingTile;
 
-    fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
-        let (key, range) = tile_of(height, index);
-        let missing = MissingTile {
-            level: key.level,
-            index: key.index,
-        };
-        let hashes = self.0.get(&key).ok_or(missing)?;
-        hashes.get(range).map(root).ok_or(missing)
+        fn perfect(&mut self, height: u32, index: u64) -> Result<Hash, MissingTile> {
+            let (key, range) = tile_of(height, index);
+            let missing = MissingTile {
+                level: key.level,
+                index: key.index,
+            };
+            let hashes = self.0.get(&key).ok_or(missing)?;
+            hashes.get(range).map(root).ok_or(missing)
+        }
     }
-}
-
 
     fn leaves(count: u64) -> Vec<Hash> {
         (0..count).map(|n| leaf_hash(&n.to_be_bytes())).collect()
