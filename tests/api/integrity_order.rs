@@ -53,6 +53,12 @@ impl TwoServers {
         assert_eq!(response.status(), 201);
     }
 
+    /// Waits until `server` serves a checkpoint of at least `size` leaves.
+    async fn wait_for_checkpoint(&self, server: usize, size: u64) {
+        let address = &self.servers[server].address;
+        wait_for_checkpoint_at(&self.http, address, &self.key, size, None).await;
+    }
+
     /// Whether each server says it is the active sealer.
     async fn active(&self) -> Vec<bool> {
         let mut active = Vec::new();
@@ -81,14 +87,7 @@ async fn two_servers_and_rolled_back_transactions_seal_every_event_once_in_commi
     let servers = two_sealing_servers().await;
     let client = servers.database.client().await;
     servers.post(0, 2, "first").await;
-    wait_for_checkpoint_at(
-        &servers.http,
-        &servers.servers[0].address,
-        &servers.key,
-        2,
-        None,
-    )
-    .await;
+    servers.wait_for_checkpoint(0, 2).await;
     // A transaction that begins (has its txid) before the writers, and inserts and
     // commits after them: its events come first in the order and draw the highest ids.
     let late = servers.database.client().await;
@@ -132,8 +131,9 @@ async fn two_servers_and_rolled_back_transactions_seal_every_event_once_in_commi
             "SELECT count(*) FROM events WHERE coalesce(txid, '0') < '{late_txid}'"
         ))
         .await;
-    let address = &servers.servers[0].address;
-    wait_for_checkpoint_at(&servers.http, address, &servers.key, before[0] as u64, None).await;
+    servers
+        .wait_for_checkpoint(0, u64::try_from(before[0]).unwrap())
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let size: Vec<i64> = servers.database.column("SELECT size FROM tree_head").await;
     assert_eq!(size, before, "sealed past a transaction still running");
@@ -145,8 +145,7 @@ async fn two_servers_and_rolled_back_transactions_seal_every_event_once_in_commi
     .await
     .unwrap();
     let total = servers.count_events().await;
-    let address = &servers.servers[1].address;
-    wait_for_checkpoint_at(&servers.http, address, &servers.key, total, None).await;
+    servers.wait_for_checkpoint(1, total).await;
 
     // Every committed event is one leaf; none rolled back is; the order is (txid, id).
     let sealed: Vec<i64> = servers
@@ -213,14 +212,7 @@ async fn another_server_takes_over_sealing_when_the_sealer_dies() {
     };
     let survivor = 1 - active;
     servers.post(active, 3, "before").await;
-    wait_for_checkpoint_at(
-        &servers.http,
-        &servers.servers[survivor].address,
-        &servers.key,
-        3,
-        None,
-    )
-    .await;
+    servers.wait_for_checkpoint(survivor, 3).await;
 
     servers.servers[active].signal("KILL");
     servers.servers[active]
@@ -237,14 +229,7 @@ async fn another_server_takes_over_sealing_when_the_sealer_dies() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // And it seals: what is posted now gets into a checkpoint.
     servers.post(survivor, 2, "after").await;
-    wait_for_checkpoint_at(
-        &servers.http,
-        &servers.servers[survivor].address,
-        &servers.key,
-        5,
-        None,
-    )
-    .await;
+    servers.wait_for_checkpoint(survivor, 5).await;
     let verdict = run_verify(servers.config.path(), &servers.key.verifier, None);
     assert!(verdict.holds, "{}", verdict.output);
 }

@@ -16,6 +16,8 @@
 //! written through the column default: it was given its id by hand. (A snapshot's
 //! xmax would not do for `next_xid`: a txid at or above it may already be running.)
 
+use crate::storage_error::{StorageError, classify};
+
 /// A txid as PostgreSQL's `xid8` sends it (an unsigned 64-bit integer; far below
 /// 2^63 for any database this side of a billion years), read without a text cast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +35,28 @@ impl<'a> postgres_types::FromSql<'a> for Xid8 {
     fn accepts(ty: &postgres_types::Type) -> bool {
         ty.name() == "xid8"
     }
+}
+
+/// The rounds as stored.
+pub async fn load_rounds(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Rounds, StorageError> {
+    let rounds = client
+        .query(
+            "SELECT next_xid::text::bigint, id_bound FROM tree_rounds",
+            &[],
+        )
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(|row| {
+            Ok(Round {
+                next_xid: row.try_get(0).map_err(classify)?,
+                id_bound: row.try_get(1).map_err(classify)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    Ok(Rounds::new(rounds))
 }
 
 /// One sealing round, as stored.

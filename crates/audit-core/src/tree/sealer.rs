@@ -15,7 +15,7 @@ use crate::event::StoredEvent;
 use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, leaf_hash_of, unix_micros};
 use crate::storage_error::{StorageError, classify};
 use crate::timestamp::EventTimestamp;
-use crate::tree::order::{Round, Rounds, Xid8};
+use crate::tree::order::{Round, Rounds, Xid8, load_rounds};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{
     MissingTile, READ_TILES, TILE_WIDTH, TileAppender, read_tiles, split_hashes,
@@ -406,21 +406,7 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
             })
             .ok_or_else(|| SealError::Inconsistent("torn leaf records".into()))?
     };
-    let rounds = client
-        .query(
-            "SELECT next_xid::text::bigint, id_bound FROM tree_rounds",
-            &[],
-        )
-        .await
-        .map_err(classify)?
-        .iter()
-        .map(|row| {
-            Ok(Round {
-                next_xid: row.try_get(0).map_err(classify)?,
-                id_bound: row.try_get(1).map_err(classify)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
+    let rounds = load_rounds(client).await?;
     let checkpointed: Option<i64> = client
         .query_one("SELECT max(size) FROM tree_checkpoints", &[])
         .await
@@ -434,7 +420,7 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         records,
         completed_records: BTreeMap::new(),
         records_changed: false,
-        rounds: Rounds::new(rounds),
+        rounds,
         checkpointed_size: checkpointed
             .and_then(|size| u64::try_from(size).ok())
             .unwrap_or(0),

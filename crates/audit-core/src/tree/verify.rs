@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::merkle::{Frontier, Hash, LeafEvent, empty_root};
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
-use crate::tree::order::{Round, Rounds, Xid8};
+use crate::tree::order::{Rounds, Xid8, load_rounds};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::split_hashes;
 
@@ -337,21 +337,7 @@ async fn read_stored_tree(
         hashes.truncate(common);
         records.truncate(common);
     }
-    let rounds = client
-        .query(
-            "SELECT next_xid::text::bigint, id_bound FROM tree_rounds",
-            &[],
-        )
-        .await
-        .map_err(classify)?
-        .iter()
-        .map(|row| {
-            Ok(Round {
-                next_xid: row.try_get(0).map_err(classify)?,
-                id_bound: row.try_get(1).map_err(classify)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
+    let rounds = load_rounds(client).await?;
     let checkpoints = client
         .query("SELECT size, note FROM tree_checkpoints ORDER BY size", &[])
         .await
@@ -369,7 +355,7 @@ async fn read_stored_tree(
         hashes,
         records,
         horizon,
-        rounds: Rounds::new(rounds),
+        rounds,
         checkpoints,
     })
 }
