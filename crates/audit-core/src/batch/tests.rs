@@ -325,9 +325,15 @@ fn rows_of_a_granted_batch_record_the_token() {
         .unwrap()
         .into_parts();
 
+    // The token is the fifth field; the sixth, the seal (48 bytes), follows it.
+    let before_seal = rows.bytes.len() - 4 - 48;
     assert!(
-        rows.bytes.ends_with(b"\0\0\0\x08writer-a"),
+        rows.bytes[..before_seal].ends_with(b"\0\0\0\x08writer-a"),
         "{:?}",
         rows.bytes
+    );
+    assert_eq!(
+        &rows.bytes[before_seal..before_seal + 4],
+        &48i32.to_be_bytes()
     );
 }
