@@ -72,16 +72,12 @@ async fn keep_sealing(
     signing: Signing,
     mut stop: watch::Receiver<()>,
 ) {
-    let mut signing = Some(signing);
+    let mut signing = signing;
     loop {
-        if let Some(taken) = signing.take() {
-            signing = Some(
-                match try_to_seal(&postgres, &settings, taken, &mut stop).await {
-                    Outcome::Stopped => return,
-                    Outcome::NotActive(signing) => signing,
-                },
-            );
-        }
+        signing = match try_to_seal(&postgres, &settings, signing, &mut stop).await {
+            Outcome::Stopped => return,
+            Outcome::NotActive(signing) => signing,
+        };
         tokio::select! {
             _ = tokio::time::sleep(TAKEOVER_INTERVAL) => {}
             _ = stop.changed() => return,

@@ -195,6 +195,18 @@ mod tests {
         }
     }
 
+    /// The sixth field's bytes for `event` written by `token_name`.
+    fn seal_of(event: &NewEvent, token_name: Option<&str>) -> [u8; SEAL_BYTES] {
+        LeafContent {
+            event_ts: event.event_ts,
+            application_name: event.application_name.as_str(),
+            event_kind: event.event_kind.as_str(),
+            payload: event.payload.as_json_text(),
+            token_name,
+        }
+        .seal()
+    }
+
     #[test]
     fn rows_for_events_fill_their_buffer_exactly() {
         let event = sample_event("app", "kind", r#"{"a":1}"#);
@@ -250,14 +262,7 @@ mod tests {
         }
         expected.extend_from_slice(&(-1i32).to_be_bytes());
         expected.extend_from_slice(&48i32.to_be_bytes());
-        let content = LeafContent {
-            event_ts: event.event_ts,
-            application_name: "a",
-            event_kind: "k",
-            payload: "1",
-            token_name: None,
-        };
-        expected.extend_from_slice(&content.seal());
+        expected.extend_from_slice(&seal_of(&event, None));
         assert_eq!(rows.bytes.as_ref(), expected.as_slice());
     }
 
@@ -273,14 +278,7 @@ mod tests {
         expected.extend_from_slice(&2i32.to_be_bytes());
         expected.extend_from_slice(b"ci");
         expected.extend_from_slice(&48i32.to_be_bytes());
-        let content = LeafContent {
-            event_ts: event.event_ts,
-            application_name: "a",
-            event_kind: "k",
-            payload: "1",
-            token_name: Some("ci"),
-        };
-        expected.extend_from_slice(&content.seal());
+        expected.extend_from_slice(&seal_of(&event, Some("ci")));
         assert_eq!(encoder.into_rows().bytes.as_ref(), expected.as_slice());
     }
 }

@@ -136,19 +136,13 @@ pub struct Report {
     pub latest: Option<Checkpoint>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
 /// Verifies the database `client` reaches against `verifier_key`, with `extra` notes
 /// (an older checkpoint, the checkpoint log) checked as well.
 pub async fn verify(
     client: &mut Client,
     verifier_key: &str,
     extra: &[NoteToCheck],
-) -> Result<Report, VerifyError> {
+) -> Result<Report, StorageError> {
     let transaction = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)

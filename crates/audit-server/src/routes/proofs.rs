@@ -72,12 +72,10 @@ pub async fn event_proof(
             // Not even its existence is told to a token that may not read it.
             return Ok(Found::NoEvent);
         }
-        let (Some(leaf_index), Some(checkpoint)) = (leaf, checkpoint.clone()) else {
-            return Ok(match (leaf, checkpoint) {
-                (None, _) => Found::NotSealed,
-                (Some(_), None) => Found::NoCheckpoint,
-                (Some(_), Some(_)) => Found::NotSealed,
-            });
+        let (leaf_index, checkpoint) = match (leaf, checkpoint) {
+            (None, _) => return Ok(Found::NotSealed),
+            (Some(_), None) => return Ok(Found::NoCheckpoint),
+            (Some(leaf_index), Some(checkpoint)) => (leaf_index, checkpoint),
         };
         let proof = proofs::inclusion(client, leaf_index, checkpoint.size).await?;
         Ok(match proof {
@@ -169,51 +167,23 @@ pub async fn consistency(
     }))
 }
 
-/// Runs `work` on a pooled connection within the statement deadline.
+/// Runs `work` on a pooled connection within the statement deadline. A stored tree
+/// missing a tile it should have is a server fault (500), never the client's.
 async fn with_connection<T>(
     runtime: &Runtime,
-    work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, ProofFailure>,
+    work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, ProofReadError>,
 ) -> Result<T, ApiError> {
     let client = connection_from(runtime.repository.pool()).await?;
     let deadline = call_deadline(runtime.settings.postgres.statement_timeout());
-    let mut failure = None;
     let outcome = bounded(client, deadline, timed_out, async |client| {
-        work(client).await.map_err(|error| match error {
-            ProofFailure::Storage(error) => error,
-            other => {
-                failure = Some(other);
-                StorageError::unavailable("the stored tree is incomplete")
-            }
-        })
+        match work(client).await {
+            Ok(value) => Ok(Ok(value)),
+            Err(ProofReadError::Storage(error)) => Err(error),
+            Err(ProofReadError::Missing(missing)) => Ok(Err(missing)),
+        }
     })
-    .await;
-    match (outcome, failure) {
-        (_, Some(ProofFailure::Missing(message))) => {
-            Err(ApiError::Internal(anyhow::anyhow!(message)))
-        }
-        (Ok(value), _) => Ok(value),
-        (Err(error), _) => Err(error.into()),
-    }
-}
-
-enum ProofFailure {
-    Storage(StorageError),
-    Missing(String),
-}
-
-impl From<StorageError> for ProofFailure {
-    fn from(error: StorageError) -> Self {
-        Self::Storage(error)
-    }
-}
-
-impl From<ProofReadError> for ProofFailure {
-    fn from(error: ProofReadError) -> Self {
-        match error {
-            ProofReadError::Storage(error) => Self::Storage(error),
-            ProofReadError::Missing(missing) => Self::Missing(missing.to_string()),
-        }
-    }
+    .await?;
+    outcome.map_err(|missing| ApiError::Internal(missing.into()))
 }
 
 fn timed_out() -> StorageError {
