@@ -7,7 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use audit_core::tree::checkpoint_log;
 use audit_tests::sealing::SealingKey;
-use audit_tests::test_app::{TestApp, json_body, spawn_app_with, spawn_app_with_tokens};
+use audit_tests::test_app::{
+    TestApp, json_body, spawn_app_on, spawn_app_with, spawn_app_with_tokens,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
@@ -260,6 +262,23 @@ async fn an_event_is_not_sealed_until_a_round_seals_it_and_without_a_key_nothing
         .column("SELECT count(*) FROM tree_leaves")
         .await;
     assert_eq!(leaves, [0]);
+    // Where nothing seals, rows are written without their seal (it costs the writer a
+    // hash of each payload); a sealer that comes later reads their texts instead.
+    let unsealed_rows: Vec<i64> = unsealed
+        .database
+        .column("SELECT count(*) FROM events WHERE seal IS NULL")
+        .await;
+    assert_eq!(unsealed_rows, [1]);
+    let TestApp { database, .. } = unsealed;
+    let sealing = spawn_app_on(database, |settings| key.apply(settings)).await;
+    let (checkpoint, _) = sealing.wait_for_checkpoint(&key, 1).await;
+    let proof = json_body(sealing.get(&format!("/api/event/{id}/proof")).await).await;
+    let bytes = leaf_bytes(id, "app", "UserLogin", &payload(0), None);
+    assert_eq!(proof["inclusion_path"], serde_json::json!([]));
+    let mut leaf_hash = Sha256::new();
+    leaf_hash.update([0u8]);
+    leaf_hash.update(&bytes);
+    assert_eq!(checkpoint.root.to_vec(), leaf_hash.finalize().to_vec());
 }
 
 #[tokio::test]

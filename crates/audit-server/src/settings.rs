@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use audit_core::batch::BatchLimits;
 use audit_core::config::{ConfigError, IngestSettings, PostgresSettings, Validate, invalid};
+use audit_core::copy::SealColumn;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,16 @@ impl Default for IntegritySettings {
 impl IntegritySettings {
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(self.signing_key_file.is_some())
+    }
+
+    /// Rows carry their seal where events are sealed; elsewhere the column stays NULL
+    /// and costs the writer nothing (a sealer reads such rows' texts instead).
+    pub fn seal_column(&self) -> SealColumn {
+        if self.is_enabled() {
+            SealColumn::Filled
+        } else {
+            SealColumn::Null
+        }
     }
 
     pub fn checkpoint_interval(&self) -> Duration {

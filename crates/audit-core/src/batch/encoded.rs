@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::batch::{EventSink, MAX_REPORTED_PROBLEMS, Problem, WriteGrant};
-use crate::copy::{EncodedRows, RowEncoder};
+use crate::copy::{EncodedRows, RowEncoder, SealColumn};
 use crate::event::EventRef;
 
 /// Beyond this many distinct applications in one batch, names are found through a
@@ -26,9 +26,11 @@ pub struct EncodedBatch<'grant> {
 impl<'grant> EncodedBatch<'grant> {
     /// Room for the rows of a body of this length: a row is shorter than its JSON
     /// (no field names, quotes or text timestamp), so the buffer seldom grows.
-    pub fn for_body(body_length: usize, grant: WriteGrant<'grant>) -> Self {
+    pub fn for_body(body_length: usize, grant: WriteGrant<'grant>, seal: SealColumn) -> Self {
         Self {
-            encoder: RowEncoder::with_capacity(body_length).written_by(grant.token_name),
+            encoder: RowEncoder::with_capacity(body_length)
+                .written_by(grant.token_name)
+                .sealed(seal),
             applications: ApplicationCounts::default(),
             grant,
             next_index: 0,

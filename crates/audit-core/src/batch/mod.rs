@@ -19,6 +19,7 @@ use serde::de::DeserializeSeed;
 use crate::access::Applications;
 pub use crate::batch::encoded::EncodedBatch;
 use crate::batch::visitors::{BatchSeed, Stop};
+use crate::copy::SealColumn;
 use crate::event::{EventRef, NewEvent};
 
 /// At most this many problems are reported, so a bad 16 MiB body cannot produce an
@@ -115,8 +116,13 @@ pub fn parse_batch<'grant>(
     body: &[u8],
     limits: BatchLimits,
     grant: WriteGrant<'grant>,
+    seal: SealColumn,
 ) -> Result<EncodedBatch<'grant>, BatchError> {
-    let batch = parse_into(body, limits, EncodedBatch::for_body(body.len(), grant))?;
+    let batch = parse_into(
+        body,
+        limits,
+        EncodedBatch::for_body(body.len(), grant, seal),
+    )?;
     if !batch.refused().is_empty() {
         return Err(BatchError::Forbidden(batch.refused().to_vec()));
     }

@@ -73,9 +73,14 @@ fn rows_for_the_writer_encode_exactly_the_parsed_events() {
     ]"#;
 
     let events = parse_events(body.as_bytes(), limits(10)).unwrap();
-    let (rows, per_application) = parse_batch(body.as_bytes(), limits(10), WriteGrant::OPEN)
-        .unwrap()
-        .into_parts();
+    let (rows, per_application) = parse_batch(
+        body.as_bytes(),
+        limits(10),
+        WriteGrant::OPEN,
+        SealColumn::Filled,
+    )
+    .unwrap()
+    .into_parts();
 
     assert_eq!(events[0].application_name.as_str(), "caf\u{e9}");
     assert_eq!(rows.count, 3);
@@ -94,7 +99,12 @@ fn a_refused_batch_yields_no_rows() {
     let body = r#"[{"event_ts":"2023-12-05T12:55:52Z","application_name":"a","event_kind":"k","payload":1},{}]"#;
 
     assert!(matches!(
-        parse_batch(body.as_bytes(), limits(10), WriteGrant::OPEN),
+        parse_batch(
+            body.as_bytes(),
+            limits(10),
+            WriteGrant::OPEN,
+            SealColumn::Filled
+        ),
         Err(BatchError::Invalid(_))
     ));
 }
@@ -287,7 +297,8 @@ fn a_grant_refuses_the_whole_batch_naming_each_event_it_does_not_cover() {
         applications: &writable,
     };
 
-    let Err(BatchError::Forbidden(refused)) = parse_batch(body.as_bytes(), limits(10), grant)
+    let Err(BatchError::Forbidden(refused)) =
+        parse_batch(body.as_bytes(), limits(10), grant, SealColumn::Filled)
     else {
         panic!("the batch was not refused");
     };
@@ -308,7 +319,7 @@ fn an_invalid_batch_is_reported_as_invalid_before_any_refusal() {
     };
 
     assert!(matches!(
-        parse_batch(body.as_bytes(), limits(10), grant),
+        parse_batch(body.as_bytes(), limits(10), grant, SealColumn::Filled),
         Err(BatchError::Invalid(_))
     ));
 }
@@ -321,7 +332,7 @@ fn rows_of_a_granted_batch_record_the_token() {
         applications: &Applications::All,
     };
 
-    let (rows, _) = parse_batch(body.as_bytes(), limits(10), grant)
+    let (rows, _) = parse_batch(body.as_bytes(), limits(10), grant, SealColumn::Filled)
         .unwrap()
         .into_parts();
 

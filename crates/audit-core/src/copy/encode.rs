@@ -32,6 +32,17 @@ pub struct EncodedRows {
     pub count: u64,
 }
 
+/// Whether rows carry their seal (`events.seal`), the content digest the sealer
+/// hashes instead of reading the texts back. Computing it costs the writer a hash of
+/// each payload and the table 48 bytes a row, so a server that does not seal leaves
+/// it NULL; a sealer elsewhere then reads such rows' texts instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SealColumn {
+    #[default]
+    Filled,
+    Null,
+}
+
 /// Encodes a batch's rows, without header or trailer.
 #[derive(Debug, Default)]
 pub struct RowEncoder {
@@ -40,6 +51,7 @@ pub struct RowEncoder {
     /// The token every row is written by (`token_name`); none when access control is
     /// off.
     token_name: Option<String>,
+    seal: SealColumn,
 }
 
 /// Encodes a whole COPY stream: the header first, then rows, taken in chunks as they
@@ -56,12 +68,19 @@ impl RowEncoder {
             buffer: BytesMut::with_capacity(bytes),
             rows: 0,
             token_name: None,
+            seal: SealColumn::Filled,
         }
     }
 
     /// Records `token_name` as the writer of every row pushed from now on.
     pub fn written_by(mut self, token_name: Option<&str>) -> Self {
         self.token_name = token_name.map(str::to_owned);
+        self
+    }
+
+    /// Whether the rows pushed from now on carry their seal.
+    pub fn sealed(mut self, seal: SealColumn) -> Self {
+        self.seal = seal;
         self
     }
 
@@ -81,7 +100,12 @@ impl RowEncoder {
     }
 
     pub fn push(&mut self, event: EventRef<'_>) {
-        put_row(&mut self.buffer, event, self.token_name.as_deref());
+        put_row(
+            &mut self.buffer,
+            event,
+            self.token_name.as_deref(),
+            self.seal,
+        );
         self.rows += 1;
     }
 
@@ -103,7 +127,7 @@ impl StreamEncoder {
     }
 
     pub fn push(&mut self, event: EventRef<'_>) {
-        put_row(&mut self.buffer, event, None);
+        put_row(&mut self.buffer, event, None, SealColumn::Filled);
     }
 
     /// Bytes encoded and not yet taken.
@@ -136,7 +160,7 @@ pub fn framed_rows(rows: impl IntoIterator<Item = Bytes>) -> impl Iterator<Item 
         .chain(std::iter::once(Bytes::from_static(TRAILER)))
 }
 
-fn put_row(buffer: &mut BytesMut, event: EventRef<'_>, token_name: Option<&str>) {
+fn put_row(buffer: &mut BytesMut, event: EventRef<'_>, token_name: Option<&str>, seal: SealColumn) {
     let micros = (event.event_ts.as_offset_date_time() - POSTGRES_EPOCH).whole_microseconds();
     buffer.put_i16(FIELD_COUNT);
     buffer.put_i32(8);
@@ -148,6 +172,10 @@ fn put_row(buffer: &mut BytesMut, event: EventRef<'_>, token_name: Option<&str>)
     match token_name {
         Some(name) => put_text(buffer, name),
         None => buffer.put_i32(NULL_LENGTH),
+    }
+    if seal == SealColumn::Null {
+        buffer.put_i32(NULL_LENGTH);
+        return;
     }
     // What the sealer hashes instead of reading the texts back (`merkle::leaf`).
     let content = LeafContent {
@@ -264,6 +292,24 @@ mod tests {
         expected.extend_from_slice(&48i32.to_be_bytes());
         expected.extend_from_slice(&seal_of(&event, None));
         assert_eq!(rows.bytes.as_ref(), expected.as_slice());
+    }
+
+    #[test]
+    fn a_row_without_its_seal_ends_with_a_null_sixth_field() {
+        let event = sample_event("a", "k", "1");
+        let sealed = RowEncoder::default().written_by(Some("ci"));
+        let mut unsealed = RowEncoder::default()
+            .written_by(Some("ci"))
+            .sealed(SealColumn::Null);
+        let mut sealed = sealed;
+        sealed.push(event.as_event_ref());
+        unsealed.push(event.as_event_ref());
+
+        let (sealed, unsealed) = (sealed.into_rows().bytes, unsealed.into_rows().bytes);
+
+        let without_seal = sealed.len() - 4 - SEAL_BYTES;
+        assert_eq!(&unsealed[..without_seal], &sealed[..without_seal]);
+        assert_eq!(&unsealed[without_seal..], &(-1i32).to_be_bytes());
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod copy_in;
 mod encode;
 
 pub use crate::copy::copy_in::{CopyTarget, copy_in};
-pub use crate::copy::encode::{EncodedRows, RowEncoder, StreamEncoder, framed_rows};
+pub use crate::copy::encode::{EncodedRows, RowEncoder, SealColumn, StreamEncoder, framed_rows};
 
 /// The COPY statement that reads what the encoders write.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload, \

@@ -50,6 +50,7 @@ pub async fn post_events(
         &body,
         runtime.settings.api.batch_limits(),
         caller.write_grant(),
+        state.started_settings.integrity.seal_column(),
     )
     .map_err(|error| match error {
         BatchError::Forbidden(refused) => {
