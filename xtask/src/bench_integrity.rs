@@ -71,6 +71,8 @@ pub(crate) struct SealedIngest {
     pub off: IngestRun,
     pub on: IngestRun,
     pub lags_ms: Vec<f64>,
+    /// Rows the sealer read per event it sealed (1 when no row was read twice).
+    pub reads_per_sealed: f64,
 }
 
 pub(crate) fn ingest_with_sealing(
@@ -83,6 +85,7 @@ pub(crate) fn ingest_with_sealing(
     let url = format!("http://127.0.0.1:{PORT}/api/event");
     let mut runs = Vec::new();
     let mut lags_ms = Vec::new();
+    let mut reads_per_sealed = f64::NAN;
     for sealed in [false, true] {
         let dsn = fresh_database(context, SEALED_DATABASE)?;
         let config = if sealed {
@@ -106,6 +109,9 @@ pub(crate) fn ingest_with_sealing(
             lags_ms = probe
                 .join()
                 .map_err(|_| anyhow::anyhow!("the lag probe panicked"))??;
+            let metrics = curl(&["-sf", &format!("http://127.0.0.1:{PORT}/metrics")])?;
+            reads_per_sealed = metric_value(&metrics, "integrity_read_rows_total")?
+                / metric_value(&metrics, "integrity_sealed_events_total")?;
         }
         let _ = server.kill();
         let _ = server.wait();
@@ -117,7 +123,21 @@ pub(crate) fn ingest_with_sealing(
     }
     let on = runs.pop().context("no sealed run")?;
     let off = runs.pop().context("no unsealed run")?;
-    Ok(SealedIngest { off, on, lags_ms })
+    Ok(SealedIngest {
+        off,
+        on,
+        lags_ms,
+        reads_per_sealed,
+    })
+}
+
+/// The value of an unlabelled sample in a Prometheus exposition.
+fn metric_value(exposition: &str, name: &str) -> anyhow::Result<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("no {name} in the metrics"))
 }
 
 /// Posts one event at a time and times each until its proof is served.
@@ -173,6 +193,8 @@ fn probe_lags(stop: &AtomicBool, dsn: &str) -> anyhow::Result<Vec<f64>> {
 pub(crate) struct TreeFigures {
     pub rows: u64,
     pub seal_seconds: f64,
+    /// One client, then [`PROOF_CLIENTS`].
+    pub proof_alone: WrkResult,
     pub proof: WrkResult,
     pub verify_line: String,
     pub verify_rate: f64,
@@ -206,16 +228,21 @@ pub(crate) fn proofs_and_verifier(
     }
     let seal_seconds = started.elapsed().as_secs_f64();
     let script = proof_script(&context.directory, rows)?;
-    // A latency figure: few enough clients that requests do not queue for the cores.
-    let connections = PROOF_CLIENTS;
-    let mut command = wrk_command(
-        &format!("http://127.0.0.1:{PORT}/api/event"),
-        Some(&script),
-        connections,
-        plan.run_seconds,
-    );
-    context.record(&command);
-    let proof = run_wrk(&mut command)?;
+    // Latency figures: one client alone, then few enough that requests seldom queue
+    // for the cores.
+    let mut runs = Vec::new();
+    for connections in [1, PROOF_CLIENTS] {
+        let mut command = wrk_command(
+            &format!("http://127.0.0.1:{PORT}/api/event"),
+            Some(&script),
+            connections,
+            plan.run_seconds,
+        );
+        context.record(&command);
+        runs.push(run_wrk(&mut command)?);
+    }
+    let proof = runs.pop().context("no proof run")?;
+    let proof_alone = runs.pop().context("no proof run")?;
     let _ = server.kill();
     let _ = server.wait();
     let mut verify = Command::new(context.binaries.join("audit-server"));
@@ -236,6 +263,7 @@ pub(crate) fn proofs_and_verifier(
     Ok(TreeFigures {
         rows,
         seal_seconds,
+        proof_alone,
         proof,
         verify_line,
         verify_rate,

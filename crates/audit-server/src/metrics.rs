@@ -31,6 +31,7 @@ pub const DATABASE_READY: &str = "database_ready";
 pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
 pub const INTEGRITY_TREE_SIZE: &str = "integrity_tree_size";
 pub const INTEGRITY_SEALED_EVENTS_TOTAL: &str = "integrity_sealed_events_total";
+pub const INTEGRITY_READ_ROWS_TOTAL: &str = "integrity_read_rows_total";
 pub const INTEGRITY_CHECKPOINTS_TOTAL: &str = "integrity_checkpoints_total";
 pub const INTEGRITY_SEALER_ACTIVE: &str = "integrity_sealer_active";
 pub const INTEGRITY_REFUSED_EVENTS_TOTAL: &str = "integrity_refused_events_total";
@@ -176,6 +177,11 @@ fn describe_metrics() {
     describe_counter!(
         INTEGRITY_SEALED_EVENTS_TOTAL,
         "Events this server's sealer appended to the tree."
+    );
+    describe_counter!(
+        INTEGRITY_READ_ROWS_TOTAL,
+        "Rows this server's sealer read to find what to seal (a row still in a running \
+         transaction's range is read again by the next round)."
     );
     describe_counter!(
         INTEGRITY_CHECKPOINTS_TOTAL,

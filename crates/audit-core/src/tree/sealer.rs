@@ -28,6 +28,10 @@ pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
 /// round's memory when it seals many events (the first round over an existing table).
 const TILES_PER_WRITE: usize = 512;
 
+/// How long before a round the sealer takes a bound of its own (`Sealer::pause`):
+/// enough for the group commits running then to end before the round's snapshot.
+const SAMPLE_LEAD: Duration = Duration::from_millis(50);
+
 /// The events of a round, from the ids above the floor, in id order (the primary
 /// key's, so no sort); the round sorts them into (txid, id) order itself, which costs
 /// the database nothing. An event's texts are read only when it has no seal (a row
@@ -72,6 +76,9 @@ pub struct Signing {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub sealed: u64,
+    /// Rows the round read: the sealed ones, those it refused, and those of
+    /// transactions still running at its snapshot, which the next round reads again.
+    pub read: u64,
     pub size: u64,
     /// Events the round left out because their ids were not drawn in order (given by
     /// hand, outside the collector): ids, each reported once per sealer.
@@ -185,6 +192,7 @@ impl Sealer {
             let mut unsealed = Vec::new();
             while let Some(row) = rows.next().await {
                 let row = row.map_err(classify)?;
+                report.read += 1;
                 let id: i64 = row.try_get(0).map_err(classify)?;
                 let Xid8(txid) = row.try_get(2).map_err(classify)?;
                 if !state.rounds.drawn_in_order(txid, id) {
@@ -249,13 +257,49 @@ impl Sealer {
     }
 
     /// Waits `interval`, unless the connection (and with it the lock) is lost first.
-    pub async fn pause(&self, interval: Duration) -> Result<(), StorageError> {
-        tokio::time::sleep(interval).await;
+    /// Shortly before the next round it takes one more bound (`order`): the rounds'
+    /// own bounds come too late for the round after them (their txid is above that
+    /// round's horizon), so without this a round would read two intervals of rows to
+    /// seal one.
+    pub async fn pause(&mut self, interval: Duration) -> Result<(), StorageError> {
+        let lead = (interval / 4).min(SAMPLE_LEAD);
+        tokio::time::sleep(interval - lead).await;
+        self.take_bound().await?;
+        tokio::time::sleep(lead).await;
         if self.client.is_closed() {
             return Err(StorageError::unavailable(
                 "the sealer's connection was lost",
             ));
         }
+        Ok(())
+    }
+
+    /// Reads the id sequence, then takes a txid: both in one implicit transaction of
+    /// one message, so in that order.
+    async fn take_bound(&mut self) -> Result<(), StorageError> {
+        let messages = self
+            .client
+            .simple_query(
+                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
+                 FROM events_id_seq; SELECT pg_current_xact_id()",
+            )
+            .await
+            .map_err(classify)?;
+        let mut values = messages.iter().filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        let (Some(id_bound), Some(txid)) = (values.next(), values.next()) else {
+            return Err(StorageError::unavailable("a bound without its values"));
+        };
+        let parse = |text: &str| {
+            text.parse::<i64>()
+                .map_err(|_| StorageError::unavailable("a bound that is not a number"))
+        };
+        self.state.rounds.push(Round {
+            next_xid: parse(txid)? + 1,
+            id_bound: parse(id_bound)?,
+        });
         Ok(())
     }
 }
