@@ -314,4 +314,124 @@ async fn a_reader_gets_no_proof_of_an_event_it_may_not_read() {
     );
     let anonymous = app.get(&format!("/api/event/{}/proof", ids[0])).await;
     assert_eq!(anonymous.status(), 401);
+    // Entry bundles name every application's events: only for a reader of all.
+    let bundle = |token: &str| {
+        app.http
+            .get(app.url("/api/tile/entries/000.p/1"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(bundle(&reader).await.unwrap().status(), 403);
+    assert_eq!(bundle(&everything).await.unwrap().status(), 200);
+}
+
+/// The C2SP tlog-tiles path of a tile, written here from the specification: the
+/// index in groups of three digits, each but the last prefixed `x`.
+fn tile_path(level: &str, index: u64, width: u64) -> String {
+    let mut groups = vec![format!("{:03}", index % 1000)];
+    let mut rest = index / 1000;
+    while rest > 0 {
+        groups.push(format!("x{:03}", rest % 1000));
+        rest /= 1000;
+    }
+    groups.reverse();
+    let partial = if width == 256 {
+        String::new()
+    } else {
+        format!(".p/{width}")
+    };
+    format!("/api/tile/{level}/{}{partial}", groups.join("/"))
+}
+
+async fn fetch_bytes(app: &TestApp, path: &str) -> Vec<u8> {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// Reads the tree as a tiles client does, and checks every byte of it against the
+/// events (leaf bytes encoded here) and an independent RFC 6962 implementation.
+#[tokio::test]
+async fn the_tree_is_served_as_c2sp_tiles_a_tiles_client_can_check() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    app.post_raw(batch(0..300, "app")).await;
+    let (checkpoint, _) = app.wait_for_checkpoint(&key, 300).await;
+
+    // Entry bundles: tile 0 full, tile 1 partial (44 entries).
+    let mut entries = Vec::new();
+    for (index, width) in [(0, 256), (1, 44)] {
+        let mut bundle = fetch_bytes(&app, &tile_path("entries", index, width))
+            .await
+            .into_iter();
+        while let Some(high) = bundle.next() {
+            let length = usize::from(u16::from_be_bytes([high, bundle.next().unwrap()]));
+            entries.push(bundle.by_ref().take(length).collect::<Vec<u8>>());
+        }
+    }
+    let expected: BTreeSet<Vec<u8>> = all_events(&app)
+        .await
+        .iter()
+        .map(|event| {
+            let n = usize::try_from(event["payload"]["n"].as_u64().unwrap()).unwrap();
+            leaf_bytes(
+                event["id"].as_i64().unwrap(),
+                "app",
+                "UserLogin",
+                &payload(n),
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(entries.len(), 300);
+    assert_eq!(entries.iter().cloned().collect::<BTreeSet<_>>(), expected);
+
+    // Level 0: the entries' leaf hashes, in order.
+    let leaf_hash = |entry: &[u8]| {
+        let mut hash = Sha256::new();
+        hash.update([0u8]);
+        hash.update(entry);
+        hash.finalize().to_vec()
+    };
+    let mut level_zero = fetch_bytes(&app, &tile_path("0", 0, 256)).await;
+    level_zero.extend(fetch_bytes(&app, &tile_path("0", 1, 44)).await);
+    let hashes: Vec<Vec<u8>> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+    assert_eq!(level_zero, hashes.concat());
+    // A partial tile is a prefix of what the tree has.
+    assert_eq!(
+        fetch_bytes(&app, &tile_path("0", 1, 3)).await,
+        hashes[256..259].concat()
+    );
+
+    // Level 1: the root of the first 256 leaves; and the checkpoint's root is the
+    // root of all 300.
+    let root_of = |entries: &[Vec<u8>]| {
+        let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<Sha256, Vec<u8>>::new();
+        for entry in entries {
+            tree.push(entry.clone());
+        }
+        tree.root().as_bytes().to_vec()
+    };
+    assert_eq!(
+        fetch_bytes(&app, &tile_path("1", 0, 1)).await,
+        root_of(&entries[..256])
+    );
+    assert_eq!(checkpoint.root.to_vec(), root_of(&entries));
+
+    // What the tree does not have yet, and paths out of the format.
+    assert_eq!(
+        error_code(app.get(&tile_path("0", 1, 256)).await).await,
+        (404, "tile_not_found".to_owned())
+    );
+    assert_eq!(
+        error_code(app.get(&tile_path("0", 1, 45)).await).await,
+        (404, "tile_not_found".to_owned())
+    );
+    for bad in ["/api/tile/0/1", "/api/tile/0/000.p/0", "/api/tile/9/000"] {
+        assert_eq!(
+            error_code(app.get(bad).await).await,
+            (422, "invalid_query".to_owned()),
+            "{bad}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ pub const EVENTS_PATH: &str = "/api/event";
 pub const CHECKPOINT_PATH: &str = "/api/checkpoint";
 pub const EVENT_PROOF_PATH: &str = "/api/event/{id}/proof";
 pub const CONSISTENCY_PATH: &str = "/api/consistency";
+pub const TILE_PATH: &str = "/api/tile/{path:.+}";
 pub const ADMIN_TOKENS_PATH: &str = "/admin/tokens";
 pub const ADMIN_TOKEN_PATH: &str = "/admin/tokens/{name}";
 
@@ -55,6 +56,11 @@ pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
                 CONSISTENCY_PATH,
                 "GET",
                 web::get().to(proofs::consistency),
+            ))
+            .service(internal_resource(
+                TILE_PATH,
+                "GET",
+                web::get().to(proofs::tile),
             ))
             .service(internal_resource(
                 "/ready",

@@ -3,9 +3,11 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
+use audit_core::access::Applications;
 use audit_core::merkle::Hash;
 use audit_core::storage_error::{StorageError, bounded, call_deadline, connection_from};
 use audit_core::tree::proofs::{self, ProofReadError, StoredCheckpoint};
+use audit_core::tree::published::{self, Published, TilePath};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
@@ -165,6 +167,57 @@ pub async fn consistency(
         second,
         proof: encode_all(&proof),
     }))
+}
+
+/// `GET /api/tile/{path}`: the tree in C2SP tlog-tiles layout, so that with `/api`
+/// as its prefix (the checkpoint is at `/api/checkpoint`) any tiles client reads it.
+/// Entry bundles name the ids of every application's events, so they need a token
+/// that may read them all.
+pub async fn tile(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = state.runtime();
+    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
+    caller.require_some_read()?;
+    let path = TilePath::parse(&path).map_err(|problem| invalid("path", problem))?;
+    if path.level.is_none()
+        && let (auth::Caller::Token(cached), Applications::Only(_)) = (&caller, caller.read_scope())
+    {
+        return Err(auth::forbidden(
+            &cached.token.name,
+            "read entry bundles (they name the events of every application)",
+        ));
+    }
+    let found = with_connection(&runtime, async |client| {
+        Ok(published::read(client, path).await?)
+    })
+    .await?;
+    match found {
+        // A tile's content never changes: a partial one is a prefix of the full one.
+        Published::Bytes(bytes) if path.level.is_some() => Ok(HttpResponse::Ok()
+            .content_type(ContentType::octet_stream())
+            .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
+            .body(bytes)),
+        Published::Bytes(bytes) => Ok(HttpResponse::Ok()
+            .content_type(ContentType::octet_stream())
+            .body(bytes)),
+        Published::Missing => Err(ApiError::Missing {
+            code: "tile_not_found",
+            message: format!(
+                "the tree has no tile {}: not that many events are sealed",
+                path.to_path()
+            ),
+        }),
+        Published::EventsGone(ids) => Err(ApiError::Missing {
+            code: "events_gone",
+            message: format!(
+                "events {ids:?} of this bundle are no longer in the table: \
+                 `audit-server verify` says whether they were pruned or deleted"
+            ),
+        }),
+    }
 }
 
 /// Runs `work` on a pooled connection within the statement deadline. A stored tree
