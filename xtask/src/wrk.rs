@@ -40,9 +40,11 @@ pub fn wrk_command_with_header(
     header: Option<&str>,
 ) -> Command {
     let mut command = Command::new("wrk");
+    // Two threads, one per core; wrk refuses more threads than connections.
+    let threads = connections.clamp(1, 2);
     command.args([
         "--threads",
-        "2",
+        &threads.to_string(),
         "--connections",
         &connections.to_string(),
         "--duration",
