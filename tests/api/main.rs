@@ -8,6 +8,7 @@
 mod access;
 mod access_process;
 mod failure_injection;
+mod filters;
 mod generate;
 mod get_event;
 mod group_commit;

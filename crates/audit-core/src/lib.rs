@@ -10,6 +10,8 @@ pub mod config;
 pub mod copy;
 pub mod database;
 pub mod event;
+pub mod export;
+pub mod filter;
 pub mod idempotency;
 pub mod merkle;
 pub mod migrations;

@@ -13,6 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::access::Applications;
 use crate::event::StoredEvent;
+use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
 use crate::timestamp::EventTimestamp;
@@ -74,12 +75,20 @@ const ONE_APPLICATION_PAGE_BELOW: &str = "SELECT id, event_ts, application_name,
      payload::text FROM events WHERE application_name = $1 AND id < $2 \
      ORDER BY id DESC LIMIT $3";
 
+/// Oldest first, unfiltered: the events above the token.
+const PAGE_ABOVE: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
+     FROM events WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// The ids a filtered page's window is cut from.
+const ID_BOUNDS: &str = "SELECT min(id), max(id) FROM events";
+
 /// Where a read ended, besides the rows handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PageEnd {
-    /// A scoped read without the index looked at every id down to here and found
-    /// fewer events than asked: the next page continues below this id.
-    pub continue_below: Option<i64>,
+    /// A read that looks at a bounded window of ids (a scoped read without the index,
+    /// a filtered read) looked at every id up to here and found fewer events than
+    /// asked: the next page continues from this id, in the page's direction.
+    pub continue_at: Option<i64>,
 }
 
 /// Reads events through a connection pool.
@@ -137,7 +146,7 @@ impl EventRepository {
         below: Option<i64>,
         limit: i64,
         max_scan_rows: i64,
-        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
         let client = connection_from(&self.pool).await?;
         let indexed = self.has_application_index();
@@ -177,15 +186,59 @@ impl EventRepository {
                 }
             }
             .map_err(classify)?;
-            pin_mut!(rows);
-            while let Some(row) = rows.next().await {
-                let row = row.map_err(classify)?;
-                if accept(stored_event_from_row(&row, 0)?).is_break() {
-                    // The rest of the rows are drained and dropped by the driver.
-                    break;
-                }
-            }
+            hand_over(rows, accept).await?;
             Ok(PageEnd::default())
+        })
+        .await
+    }
+
+    /// Hands up to `limit` events matching `filter` in `direction`, after `token`, to
+    /// `accept` (as [`Self::read_page`] does). `applications` is the filter's narrowed
+    /// to the reader's scope ([`EventFilter::applications_within`]): none for any.
+    /// With anything to match, the read looks at one window of at most
+    /// `max_scan_rows` ids ([`ScanWindow`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_filtered_page(
+        &self,
+        applications: Option<&[String]>,
+        filter: &EventFilter,
+        direction: Direction,
+        token: Option<i64>,
+        limit: i64,
+        max_scan_rows: i64,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<PageEnd, StorageError> {
+        if applications.is_some_and(<[String]>::is_empty) {
+            return Ok(PageEnd::default());
+        }
+        let client = connection_from(&self.pool).await?;
+        bounded(client, self.deadline, timed_out, async |client| {
+            let matches_all = applications.is_none()
+                && EventFilter {
+                    applications: Vec::new(),
+                    ..filter.clone()
+                }
+                .is_empty();
+            if matches_all {
+                return read_unfiltered(client, direction, token, limit, accept).await;
+            }
+            let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
+            let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
+            let highest: Option<i64> = row.try_get(1).map_err(classify)?;
+            let bounds = lowest.zip(highest);
+            let Some(window) = ScanWindow::after(direction, token, bounds, max_scan_rows) else {
+                return Ok(PageEnd::default());
+            };
+            read_window(
+                client,
+                applications,
+                filter,
+                direction,
+                window,
+                limit,
+                accept,
+            )
+            .await
         })
         .await
     }
@@ -238,12 +291,131 @@ async fn read_scanned(
             .map_err(classify)?
             .is_none();
         if marker {
-            end.continue_below = row.try_get(0).map_err(classify)?;
+            end.continue_at = row.try_get(0).map_err(classify)?;
         } else if accept(stored_event_from_row(&row, 0)?).is_break() {
             break;
         }
     }
     Ok(end)
+}
+
+/// An unfiltered page in either direction: a keyset range of the primary key.
+async fn read_unfiltered(
+    client: &deadpool_postgres::Client,
+    direction: Direction,
+    token: Option<i64>,
+    limit: i64,
+    accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+) -> Result<PageEnd, StorageError> {
+    let (query, token) = match direction {
+        Direction::Descending => (PAGE_BELOW, token.unwrap_or(i64::MAX)),
+        Direction::Ascending => (PAGE_ABOVE, token.unwrap_or(i64::MIN)),
+    };
+    let statement = client.prepare_cached(query).await.map_err(classify)?;
+    let parameters: [&(dyn ToSql + Sync); 2] = [&token, &limit];
+    let rows = client
+        .query_raw(&statement, parameters)
+        .await
+        .map_err(classify)?;
+    hand_over(rows, accept).await?;
+    Ok(PageEnd::default())
+}
+
+/// The matching events of one window of ids, in the page's direction.
+async fn read_window(
+    client: &deadpool_postgres::Client,
+    applications: Option<&[String]>,
+    filter: &EventFilter,
+    direction: Direction,
+    window: ScanWindow,
+    limit: i64,
+    accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+) -> Result<PageEnd, StorageError> {
+    let values = FilterValues::new(applications, filter);
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&window.low, &window.high, &limit];
+    let mut query = String::from(
+        "SELECT id, event_ts, application_name, event_kind, payload::text FROM events \
+         WHERE id BETWEEN $1 AND $2",
+    );
+    values.push_conditions(&mut query, &mut parameters);
+    query.push_str(match direction {
+        Direction::Descending => " ORDER BY id DESC LIMIT $3",
+        Direction::Ascending => " ORDER BY id LIMIT $3",
+    });
+    let statement = client.prepare_cached(&query).await.map_err(classify)?;
+    let rows = client
+        .query_raw(&statement, parameters)
+        .await
+        .map_err(classify)?;
+    hand_over(rows, accept).await?;
+    Ok(PageEnd {
+        continue_at: window.continue_at,
+    })
+}
+
+/// A filter's values as statement parameters, owned here so that the conditions
+/// can borrow them.
+pub(crate) struct FilterValues<'a> {
+    applications: Option<&'a [String]>,
+    filter: &'a EventFilter,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+}
+
+impl<'a> FilterValues<'a> {
+    /// `applications`: the filter's, narrowed to the reader's scope (none for any).
+    pub(crate) fn new(applications: Option<&'a [String]>, filter: &'a EventFilter) -> Self {
+        Self {
+            applications,
+            filter,
+            since: filter.since.map(|since| since.as_offset_date_time()),
+            until: filter.until.map(|until| until.as_offset_date_time()),
+        }
+    }
+
+    /// Appends ` AND <condition>` to `query` for each part of the filter, its value
+    /// to `parameters` (numbered after those already there).
+    pub(crate) fn push_conditions<'b>(
+        &'b self,
+        query: &mut String,
+        parameters: &mut Vec<&'b (dyn ToSql + Sync)>,
+    ) {
+        let mut push = |sql: &str, value: &'b (dyn ToSql + Sync)| {
+            parameters.push(value);
+            query.push_str(&sql.replace('$', &format!("${}", parameters.len())));
+        };
+        if let Some(applications) = &self.applications {
+            push(" AND application_name = ANY($)", applications);
+        }
+        if !self.filter.kinds.is_empty() {
+            push(" AND event_kind = ANY($)", &self.filter.kinds);
+        }
+        if let Some(since) = &self.since {
+            push(" AND event_ts >= $", since);
+        }
+        if let Some(until) = &self.until {
+            push(" AND event_ts < $", until);
+        }
+        if let Some(payload) = &self.filter.payload_contains {
+            push(" AND payload::jsonb @> $::text::jsonb", payload);
+        }
+    }
+}
+
+/// Hands rows to `accept` as they arrive, until it answers `Break`.
+async fn hand_over(
+    rows: tokio_postgres::RowStream,
+    mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+) -> Result<(), StorageError> {
+    pin_mut!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(classify)?;
+        if accept(stored_event_from_row(&row, 0)?).is_break() {
+            // The rest of the rows are drained and dropped by the driver.
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn timed_out() -> StorageError {

@@ -29,6 +29,8 @@ pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
 pub const BUILD_INFO: &str = "audit_collector_build_info";
 pub const DATABASE_READY: &str = "database_ready";
 pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
+pub const EVENTS_EXPORTED_TOTAL: &str = "events_exported_total";
+pub const EXPORTS_TOTAL: &str = "exports_total";
 pub const INTEGRITY_TREE_SIZE: &str = "integrity_tree_size";
 pub const INTEGRITY_SEALED_EVENTS_TOTAL: &str = "integrity_sealed_events_total";
 pub const INTEGRITY_READ_ROWS_TOTAL: &str = "integrity_read_rows_total";
@@ -169,6 +171,14 @@ fn describe_metrics() {
     describe_gauge!(
         DATABASE_READY,
         "1 when the database answered the last readiness probe with every migration, else 0."
+    );
+    describe_counter!(
+        EVENTS_EXPORTED_TOTAL,
+        "Events sent by GET /api/event/export."
+    );
+    describe_counter!(
+        EXPORTS_TOTAL,
+        "Exports that ended, by outcome: complete, abandoned (the client left), failed."
     );
     describe_gauge!(
         INTEGRITY_TREE_SIZE,

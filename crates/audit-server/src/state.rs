@@ -81,6 +81,9 @@ pub struct AppState {
     pub tokens: TokenCache,
     /// The TLS certificate of the main listener, which a reload rereads.
     pub certificate: Option<Arc<ReloadableCertificate>>,
+    /// Exports running at once: each holds a pooled connection for its whole length,
+    /// so they may take a quarter of the pool (at least one), never all of it.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -93,6 +96,9 @@ impl AppState {
     ) -> Self {
         Self {
             body_budget: BodyBudget::new(runtime.settings.http.max_inflight_body_bytes),
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                (runtime.settings.postgres.pool_size / 4).max(1),
+            )),
             started_settings: runtime.settings.clone(),
             current: ArcSwap::from_pointee(runtime),
             config_source,

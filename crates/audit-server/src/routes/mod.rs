@@ -4,6 +4,7 @@ use actix_web::web;
 
 mod admin;
 mod events;
+mod export;
 mod fallback;
 mod internal;
 mod proofs;
@@ -13,6 +14,7 @@ pub use internal::probe_readiness;
 
 /// The route patterns, also used as `path_template` metric labels.
 pub const EVENTS_PATH: &str = "/api/event";
+pub const EXPORT_PATH: &str = "/api/event/export";
 pub const CHECKPOINT_PATH: &str = "/api/checkpoint";
 pub const EVENT_PROOF_PATH: &str = "/api/event/{id}/proof";
 pub const CONSISTENCY_PATH: &str = "/api/consistency";
@@ -42,6 +44,11 @@ pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
                     .route(web::post().to(events::post_events))
                     .default_service(fallback::method_not_allowed("GET, POST")),
             )
+            .service(internal_resource(
+                EXPORT_PATH,
+                "GET",
+                web::get().to(export::export_events),
+            ))
             .service(internal_resource(
                 CHECKPOINT_PATH,
                 "GET",

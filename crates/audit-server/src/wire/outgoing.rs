@@ -82,8 +82,9 @@ impl PageWriter {
     }
 
     /// A page the read ended before it was full (it looked at every id it may for one
-    /// page): the next page continues below `id`, unless the page already ended.
-    pub fn continue_below(&mut self, id: i64) {
+    /// page): the next page continues from `id` in the page's direction, unless the
+    /// page already ended.
+    pub fn continue_at(&mut self, id: i64) {
         if self.next_page.is_none() {
             self.next_page = Some(id);
         }
@@ -117,7 +118,7 @@ impl PageWriter {
     }
 }
 
-fn render_event(body: &mut Vec<u8>, event: &StoredEvent<'_>) {
+pub fn render_event(body: &mut Vec<u8>, event: &StoredEvent<'_>) {
     // The id is additive to the original's shape: it names the event for its proof.
     body.extend_from_slice(b"{\"id\":");
     body.extend_from_slice(event.id.to_string().as_bytes());

@@ -2,66 +2,154 @@
 
 use std::collections::HashSet;
 
+use audit_core::event::{ApplicationName, EventKind, Payload};
+use audit_core::filter::{Direction, EventFilter};
+use audit_core::timestamp::EventTimestamp;
+
 use crate::errors::{ApiError, Detail};
 use crate::settings::ApiSettings;
 
 const PAGE_SIZE: &str = "page_size";
 const PAGE_TOKEN: &str = "page_token";
+const APPLICATION_NAME: &str = "application_name";
+const EVENT_KIND: &str = "event_kind";
+const SINCE: &str = "since";
+const UNTIL: &str = "until";
+const PAYLOAD_CONTAINS: &str = "payload_contains";
+const ORDER: &str = "order";
+/// Parameters that may be given more than once (any of the values).
+const REPEATABLE: [&str; 2] = [APPLICATION_NAME, EVENT_KIND];
+/// The filters, shared by pages and exports.
+pub const FILTERS: [&str; 5] = [APPLICATION_NAME, EVENT_KIND, SINCE, UNTIL, PAYLOAD_CONTAINS];
 
 /// A validated page request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageQuery {
     pub page_size: u32,
-    /// The page holds events with ids below this one (the last id of the previous
-    /// page, as the original's tokens meant); `None` starts at the newest event.
+    /// The page holds events with ids beyond this one in its direction (the last id
+    /// of the previous page, as the original's tokens meant); `None` starts at the
+    /// newest event (or the oldest, oldest first).
     pub page_token: Option<i64>,
+    pub direction: Direction,
+    pub filter: EventFilter,
 }
 
-/// Parses `page_size` and `page_token`; other parameters are ignored, as the original
+/// Parses the page and its filters; other parameters are ignored, as the original
 /// did, so that cache-busting parameters keep working.
 pub fn parse_page_query(query: &str, api: &ApiSettings) -> Result<PageQuery, ApiError> {
+    let mut page = PageQuery {
+        page_size: api.default_page_size,
+        page_token: None,
+        direction: Direction::Descending,
+        filter: EventFilter::default(),
+    };
+    let known = [&FILTERS[..], &[PAGE_SIZE, PAGE_TOKEN, ORDER]].concat();
+    parse_parameters(query, &known, |name, value| match name {
+        PAGE_SIZE => match value.parse::<u32>() {
+            Ok(size) if (1..=api.max_page_size).contains(&size) => {
+                page.page_size = size;
+                Ok(())
+            }
+            _ => Err(format!(
+                "must be an integer from 1 to {}",
+                api.max_page_size
+            )),
+        },
+        // The original reads an empty token and 0 as no token: the first page.
+        PAGE_TOKEN => match value.parse::<i64>() {
+            _ if value.is_empty() => Ok(()),
+            Ok(0) => Ok(()),
+            Ok(token) if token > 0 => {
+                page.page_token = Some(token);
+                Ok(())
+            }
+            _ => Err(
+                "must be a non-negative integer: the next_page of the previous response".to_owned(),
+            ),
+        },
+        ORDER => {
+            page.direction = match value.as_str() {
+                "desc" => Direction::Descending,
+                "asc" => Direction::Ascending,
+                _ => return Err("must be desc (newest first) or asc (oldest first)".to_owned()),
+            };
+            Ok(())
+        }
+        filter => take_filter(&mut page.filter, filter, value),
+    })
+    .and_then(|()| check_window(&page.filter))
+    .map_err(ApiError::InvalidQuery)?;
+    Ok(page)
+}
+
+/// Reads the `known` parameters of a query string with `take`, which says what is
+/// wrong with a value; others are ignored. Every problem is reported, each naming
+/// its parameter.
+pub fn parse_parameters(
+    query: &str,
+    known: &[&str],
+    mut take: impl FnMut(&str, String) -> Result<(), String>,
+) -> Result<(), Vec<Detail>> {
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
-    let mut page_size = api.default_page_size;
-    let mut page_token = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         let name = name.as_ref();
-        if name != PAGE_SIZE && name != PAGE_TOKEN {
+        if !known.contains(&name) {
             continue;
         }
-        if !seen.insert(name.to_owned()) {
+        if !seen.insert(name.to_owned()) && !REPEATABLE.contains(&name) {
             problems.push(problem(name, "is given more than once".to_owned()));
             continue;
         }
-        if name == PAGE_SIZE {
-            match value.parse::<u32>() {
-                Ok(size) if (1..=api.max_page_size).contains(&size) => page_size = size,
-                _ => problems.push(problem(
-                    PAGE_SIZE,
-                    format!("must be an integer from 1 to {}", api.max_page_size),
-                )),
-            }
-        } else {
-            // The original reads an empty token and 0 as no token: the first page.
-            match value.parse::<i64>() {
-                _ if value.is_empty() => page_token = None,
-                Ok(0) => page_token = None,
-                Ok(token) if token > 0 => page_token = Some(token),
-                _ => problems.push(problem(
-                    PAGE_TOKEN,
-                    "must be a non-negative integer: the next_page of the previous response"
-                        .to_owned(),
-                )),
-            }
+        if let Err(message) = take(name, value.into_owned()) {
+            problems.push(problem(name, message));
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::InvalidQuery(problems));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
-    Ok(PageQuery {
-        page_size,
-        page_token,
-    })
+}
+
+/// Takes one of the [`FILTERS`] into `filter`; the error says what is wrong with it.
+pub fn take_filter(filter: &mut EventFilter, name: &str, value: String) -> Result<(), String> {
+    match name {
+        APPLICATION_NAME => {
+            let name = ApplicationName::parse(value).map_err(|error| error.to_string())?;
+            filter.applications.push(name.as_str().to_owned());
+        }
+        EVENT_KIND => {
+            let kind = EventKind::parse(value).map_err(|error| error.to_string())?;
+            filter.kinds.push(kind.as_str().to_owned());
+        }
+        SINCE => filter.since = Some(timestamp(&value)?),
+        UNTIL => filter.until = Some(timestamp(&value)?),
+        PAYLOAD_CONTAINS => {
+            let payload = Payload::parse(&value).map_err(|error| error.to_string())?;
+            if !payload.as_json_text().starts_with('{') {
+                return Err("must be a JSON object, such as {\"user\":\"alice\"}".to_owned());
+            }
+            filter.payload_contains = Some(payload.as_json_text().to_owned());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses a time window that holds no instant.
+pub fn check_window(filter: &EventFilter) -> Result<(), Vec<Detail>> {
+    match (filter.since, filter.until) {
+        (Some(since), Some(until)) if since >= until => Err(vec![problem(
+            UNTIL,
+            "must be later than since (the window is since <= event_ts < until)".to_owned(),
+        )]),
+        _ => Ok(()),
+    }
+}
+
+fn timestamp(value: &str) -> Result<EventTimestamp, String> {
+    EventTimestamp::parse(value).map_err(|error| error.to_string())
 }
 
 fn problem(field: &str, problem: String) -> Detail {
@@ -86,7 +174,9 @@ mod tests {
             parse("").unwrap(),
             PageQuery {
                 page_size: 10,
-                page_token: None
+                page_token: None,
+                direction: Direction::Descending,
+                filter: EventFilter::default(),
             }
         );
     }
@@ -97,7 +187,9 @@ mod tests {
             parse("page_size=1000&page_token=42&_=123").unwrap(),
             PageQuery {
                 page_size: 1000,
-                page_token: Some(42)
+                page_token: Some(42),
+                direction: Direction::Descending,
+                filter: EventFilter::default(),
             }
         );
     }
@@ -122,12 +214,62 @@ mod tests {
             "page_token=99999999999999999999",
             "page_size=1&page_size=2",
             "page_token=%FF",
+            "application_name=",
+            "event_kind=",
+            "since=yesterday",
+            "until=2023-13-01T00:00:00Z",
+            "since=2024-01-02T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "since=2024-01-01T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "payload_contains=[1]",
+            "payload_contains=%7B",
+            "payload_contains=%7B%22a%22:%22%5Cu0000%22%7D",
+            "order=newest",
+            "order=asc&order=desc",
+            "since=2024-01-01T00:00:00Z&since=2024-01-02T00:00:00Z",
         ] {
             assert!(
                 matches!(parse(query), Err(ApiError::InvalidQuery(_))),
                 "{query} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn filters_are_taken_with_repeated_names_as_any_of_their_values() {
+        let page = parse(
+            "application_name=a&application_name=b&event_kind=Login&since=2024-01-01T00:00:00Z\
+             &until=2024-02-01T00:00:00%2B01:00&payload_contains=%7B%22user%22:%22al%22%7D\
+             &order=asc&page_token=7",
+        )
+        .unwrap();
+        assert_eq!(page.direction, Direction::Ascending);
+        assert_eq!(page.page_token, Some(7));
+        assert_eq!(page.filter.applications, ["a", "b"]);
+        assert_eq!(page.filter.kinds, ["Login"]);
+        assert_eq!(
+            page.filter.since,
+            Some(EventTimestamp::parse("2024-01-01T00:00:00Z").unwrap())
+        );
+        assert_eq!(
+            page.filter.until,
+            Some(EventTimestamp::parse("2024-01-31T23:00:00Z").unwrap())
+        );
+        assert_eq!(
+            page.filter.payload_contains.as_deref(),
+            Some(r#"{"user":"al"}"#)
+        );
+    }
+
+    #[test]
+    fn a_bad_filter_is_named_in_the_answer() {
+        let Err(ApiError::InvalidQuery(problems)) = parse("order=up&since=x&event_kind=ok") else {
+            panic!("accepted");
+        };
+        let fields: Vec<_> = problems
+            .iter()
+            .map(|problem| problem.field.clone())
+            .collect();
+        assert_eq!(fields, [Some("order".to_owned()), Some("since".to_owned())]);
     }
 
     proptest::proptest! {
