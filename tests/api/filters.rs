@@ -147,7 +147,9 @@ async fn walk(app: &TestApp, filter: &Filter, order: &str, page_size: u32) -> Ve
     let mut ids = Vec::new();
     let mut token = None;
     for _ in 0..10_000 {
-        let response = app.get_events(&format!("?{}", filter.query(order, page_size, token))).await;
+        let response = app
+            .get_events(&format!("?{}", filter.query(order, page_size, token)))
+            .await;
         assert_eq!(response.status(), 200);
         let page = json_body(response).await;
         let data = page["data"].as_array().unwrap();
@@ -279,7 +281,11 @@ async fn a_filter_nothing_matches_reads_one_window_per_page_and_says_where_to_go
         let mut token = None;
         loop {
             pages += 1;
-            let page = json_body(app.get_events(&format!("?{}", filter.query(order, 10, token))).await).await;
+            let page = json_body(
+                app.get_events(&format!("?{}", filter.query(order, 10, token)))
+                    .await,
+            )
+            .await;
             match page["next_page"].as_i64() {
                 Some(next) => token = Some(next),
                 None => break,
@@ -336,7 +342,10 @@ async fn a_bad_filter_is_refused_naming_the_parameter_and_unknown_ones_are_ignor
     let app = spawn_app_with(|_| {}).await;
     for (query, field) in [
         ("order=sideways", "order"),
-        ("since=2024-01-02T00:00:00Z&until=2024-01-01T00:00:00Z", "until"),
+        (
+            "since=2024-01-02T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "until",
+        ),
         ("payload_contains=%5B1%5D", "payload_contains"),
         ("event_kind=", "event_kind"),
     ] {

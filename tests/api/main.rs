@@ -7,6 +7,7 @@
 
 mod access;
 mod access_process;
+mod export;
 mod failure_injection;
 mod filters;
 mod generate;
@@ -33,5 +34,6 @@ mod prometheus;
 mod reload;
 mod slow_clients;
 mod stalled_database;
+mod stream;
 mod tamper;
 mod tidy;

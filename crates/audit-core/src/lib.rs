@@ -17,6 +17,7 @@ pub mod merkle;
 pub mod migrations;
 pub mod repository;
 pub mod storage_error;
+pub mod tail;
 pub mod timestamp;
 pub mod tree;
 pub mod writer;

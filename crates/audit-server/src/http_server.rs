@@ -59,6 +59,7 @@ macro_rules! http_service {
         let app = App::new()
             .app_data(state)
             .app_data(ListenerScheme($scheme))
+            .app_data(web::Data::new(routes::ShuttingDown(shutdown.clone())))
             .wrap(from_fn(observe_request))
             .configure(move |config| routes::configure(config, surface))
             .default_service(web::to(routes::not_found))

@@ -143,6 +143,10 @@ async fn try_to_seal(
 async fn seal_rounds(sealer: &mut Sealer, settings: &IntegritySettings) -> SealError {
     let mut last_checkpoint: Option<Instant> = None;
     loop {
+        // Checkpoints are spaced by the interval from round start to round start: timed
+        // from a round's end, they would drift apart by each round's length, which
+        // under load is a good part of the interval, and events would wait that too.
+        let started = Instant::now();
         let due = last_checkpoint.is_none_or(|at| at.elapsed() >= settings.checkpoint_interval());
         let report = match sealer.round(due).await {
             Ok(report) => report,
@@ -160,7 +164,7 @@ async fn seal_rounds(sealer: &mut Sealer, settings: &IntegritySettings) -> SealE
             );
         }
         if let Some(note) = &report.checkpoint {
-            last_checkpoint = Some(Instant::now());
+            last_checkpoint = Some(started);
             counter!(INTEGRITY_CHECKPOINTS_TOTAL).increment(1);
             if let Some(path) = &settings.checkpoint_log
                 && let Err(error) = checkpoint_log::append(path, note)

@@ -31,6 +31,9 @@ pub const DATABASE_READY: &str = "database_ready";
 pub const AUTH_FAILURES_TOTAL: &str = "auth_failures_total";
 pub const EVENTS_EXPORTED_TOTAL: &str = "events_exported_total";
 pub const EXPORTS_TOTAL: &str = "exports_total";
+pub const STREAM_CLIENTS: &str = "stream_clients";
+pub const STREAM_EVENTS_SENT_TOTAL: &str = "stream_events_sent_total";
+pub const STREAM_DISCONNECTS_TOTAL: &str = "stream_disconnects_total";
 pub const INTEGRITY_TREE_SIZE: &str = "integrity_tree_size";
 pub const INTEGRITY_SEALED_EVENTS_TOTAL: &str = "integrity_sealed_events_total";
 pub const INTEGRITY_READ_ROWS_TOTAL: &str = "integrity_read_rows_total";
@@ -179,6 +182,13 @@ fn describe_metrics() {
     describe_counter!(
         EXPORTS_TOTAL,
         "Exports that ended, by outcome: complete, abandoned (the client left), failed."
+    );
+    describe_gauge!(STREAM_CLIENTS, "Live tails (GET /api/event/stream) open.");
+    describe_counter!(STREAM_EVENTS_SENT_TOTAL, "Events sent by live tails.");
+    describe_counter!(
+        STREAM_DISCONNECTS_TOTAL,
+        "Live tails that ended, by reason: client_left, shutdown, slow (took no event for \
+         stream.max_send_wait_ms), error (the database failed)."
     );
     describe_gauge!(
         INTEGRITY_TREE_SIZE,

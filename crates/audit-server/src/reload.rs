@@ -35,6 +35,7 @@ const RESTART_KEYS: &[&str] = &[
     "integrity.checkpoint_interval_ms",
     "integrity.seal_interval_ms",
     "integrity.checkpoint_log",
+    "stream.max_clients",
 ];
 /// Keys whose values never appear in a reload's answer, log line or event.
 const SECRET_KEYS: &[&str] = &["postgres.dsn", "auth.metrics_token"];

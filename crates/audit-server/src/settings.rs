@@ -30,6 +30,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub tls: TlsSettings,
     pub search: SearchSettings,
+    pub stream: StreamSettings,
     pub integrity: IntegritySettings,
 }
 
@@ -71,6 +72,11 @@ impl IntegritySettings {
         self.enabled.unwrap_or(self.signing_key_file.is_some())
     }
 
+    /// Whether this server runs a sealer: integrity on, with a signing key.
+    pub fn seals(&self) -> bool {
+        self.is_enabled() && self.signing_key_file.is_some()
+    }
+
     /// Rows carry their seal where events are sealed; elsewhere the column stays NULL
     /// and costs the writer nothing (a sealer reads such rows' texts instead).
     pub fn seal_column(&self) -> SealColumn {
@@ -105,6 +111,39 @@ impl Default for SearchSettings {
         Self {
             max_scan_rows: 10_000,
         }
+    }
+}
+
+/// The live tail (`GET /api/event/stream`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamSettings {
+    /// Streams open at once; one more is refused with 503.
+    pub max_clients: u32,
+    /// How often a stream looks for newly sealed events.
+    pub poll_interval_ms: u64,
+    /// A stream whose client has not taken an event for this long is ended: it
+    /// resumes from the last position it got.
+    pub max_send_wait_ms: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            max_clients: 64,
+            poll_interval_ms: 100,
+            max_send_wait_ms: 10_000,
+        }
+    }
+}
+
+impl StreamSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn max_send_wait(&self) -> Duration {
+        Duration::from_millis(self.max_send_wait_ms)
     }
 }
 
@@ -261,6 +300,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             tls: TlsSettings::default(),
             search: SearchSettings::default(),
+            stream: StreamSettings::default(),
             integrity: IntegritySettings::default(),
         }
     }
@@ -458,6 +498,12 @@ impl Validate for Settings {
         }
         if self.search.max_scan_rows == 0 {
             return invalid("search.max_scan_rows", "must be at least 1");
+        }
+        if self.stream.poll_interval_ms == 0 || self.stream.max_send_wait_ms == 0 {
+            return invalid(
+                "stream",
+                "poll_interval_ms and max_send_wait_ms must be at least 1",
+            );
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return invalid("tls", "cert_file and key_file must be set together");

@@ -84,6 +84,8 @@ pub struct AppState {
     /// Exports running at once: each holds a pooled connection for its whole length,
     /// so they may take a quarter of the pool (at least one), never all of it.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Live tails open at once (`stream.max_clients`).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -98,6 +100,9 @@ impl AppState {
             body_budget: BodyBudget::new(runtime.settings.http.max_inflight_body_bytes),
             exports: Arc::new(tokio::sync::Semaphore::new(
                 (runtime.settings.postgres.pool_size / 4).max(1),
+            )),
+            streams: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(runtime.settings.stream.max_clients).unwrap_or(usize::MAX),
             )),
             started_settings: runtime.settings.clone(),
             current: ArcSwap::from_pointee(runtime),

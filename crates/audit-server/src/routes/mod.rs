@@ -8,13 +8,16 @@ mod export;
 mod fallback;
 mod internal;
 mod proofs;
+mod stream;
 
 pub use fallback::not_found;
 pub use internal::probe_readiness;
+pub use stream::ShuttingDown;
 
 /// The route patterns, also used as `path_template` metric labels.
 pub const EVENTS_PATH: &str = "/api/event";
 pub const EXPORT_PATH: &str = "/api/event/export";
+pub const STREAM_PATH: &str = "/api/event/stream";
 pub const CHECKPOINT_PATH: &str = "/api/checkpoint";
 pub const EVENT_PROOF_PATH: &str = "/api/event/{id}/proof";
 pub const CONSISTENCY_PATH: &str = "/api/consistency";
@@ -48,6 +51,11 @@ pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
                 EXPORT_PATH,
                 "GET",
                 web::get().to(export::export_events),
+            ))
+            .service(internal_resource(
+                STREAM_PATH,
+                "GET",
+                web::get().to(stream::stream_events),
             ))
             .service(internal_resource(
                 CHECKPOINT_PATH,
