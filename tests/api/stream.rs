@@ -275,3 +275,26 @@ async fn a_client_that_stops_reading_is_let_go_and_streams_are_limited() {
     let refused = open(&http, &unsealed.address, "", None).await;
     assert_eq!(refused.status(), 404);
 }
+
+#[tokio::test]
+async fn integrity_on_without_a_key_seals_for_the_tail_and_signs_nothing() {
+    let app = spawn_app_with(|settings| {
+        settings.integrity.enabled = Some(true);
+        settings.integrity.seal_interval_ms = 20;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let stream = open(&http, &app.address, "", None).await;
+    post(&http, &app.address, "a", 3, "unsigned").await;
+
+    let got = read_stream(stream, 3, Duration::from_secs(10)).await;
+    let positions: Vec<u64> = got.iter().map(|sent| sent.position).collect();
+    assert_eq!(positions, [0, 1, 2]);
+    let checkpoint = app.get("/api/checkpoint").await;
+    assert_eq!(checkpoint.status(), 404);
+    let notes: Vec<i64> = app
+        .database
+        .column("SELECT count(*) FROM tree_checkpoints")
+        .await;
+    assert_eq!(notes, [0]);
+}

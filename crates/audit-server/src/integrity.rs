@@ -25,14 +25,24 @@ use crate::settings::IntegritySettings;
 /// How often a waiting server tries to become the sealer, and waits after a failure.
 const TAKEOVER_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The signing key and origin, when sealing is enabled; says so in the log when not.
-pub fn load_signing(settings: &IntegritySettings) -> anyhow::Result<Option<Signing>> {
-    let (true, Some(path)) = (settings.is_enabled(), &settings.signing_key_file) else {
+/// Whether this server seals, and with which key: none when integrity is off; with
+/// `integrity.enabled = true` and no key, the tree grows (the live tail follows it)
+/// but no checkpoint is signed. Says so in the log unless checkpoints are signed.
+pub fn load_signing(settings: &IntegritySettings) -> anyhow::Result<Option<Option<Signing>>> {
+    if !settings.is_enabled() {
         tracing::warn!(
             "the log is not sealed: no tamper evidence is recorded. Set \
              integrity.signing_key_file (README: \"Proving the log was not changed\")"
         );
         return Ok(None);
+    }
+    let Some(path) = &settings.signing_key_file else {
+        tracing::warn!(
+            "no checkpoint is signed: integrity.enabled is set without a signing key, so \
+             events are sealed in their commit-safe order (the live tail follows it) but \
+             nothing proves the tree unchanged. Set integrity.signing_key_file"
+        );
+        return Ok(Some(None));
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read integrity.signing_key_file {}", path.display()))?;
@@ -42,7 +52,7 @@ pub fn load_signing(settings: &IntegritySettings) -> anyhow::Result<Option<Signi
         .origin
         .clone()
         .unwrap_or_else(|| key.name().to_owned());
-    Ok(Some(Signing { key, origin }))
+    Ok(Some(Some(Signing { key, origin })))
 }
 
 /// Runs the sealer's loop on a thread of its own (hashing is CPU work that must not
@@ -50,7 +60,7 @@ pub fn load_signing(settings: &IntegritySettings) -> anyhow::Result<Option<Signi
 pub fn spawn_sealer(
     postgres: PostgresSettings,
     settings: IntegritySettings,
-    signing: Signing,
+    signing: Option<Signing>,
     stop: watch::Receiver<()>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -70,7 +80,7 @@ pub fn spawn_sealer(
 async fn keep_sealing(
     postgres: PostgresSettings,
     settings: IntegritySettings,
-    signing: Signing,
+    signing: Option<Signing>,
     mut stop: watch::Receiver<()>,
 ) {
     let mut signing = signing;
@@ -88,7 +98,7 @@ async fn keep_sealing(
 
 enum Outcome {
     Stopped,
-    NotActive(Signing),
+    NotActive(Option<Signing>),
 }
 
 /// Connects and, if no other server holds the lock, seals until the connection is
@@ -96,7 +106,7 @@ enum Outcome {
 async fn try_to_seal(
     postgres: &PostgresSettings,
     settings: &IntegritySettings,
-    signing: Signing,
+    signing: Option<Signing>,
     stop: &mut watch::Receiver<()>,
 ) -> Outcome {
     let client = match database::connect(postgres).await {

@@ -40,7 +40,8 @@ pub struct Settings {
 #[serde(default)]
 pub struct IntegritySettings {
     /// Seal events into the Merkle tree and sign checkpoints. Unset: on exactly when
-    /// `signing_key_file` is set.
+    /// `signing_key_file` is set; on without a key, events are sealed (the live tail
+    /// follows them) but no checkpoint is signed.
     pub enabled: Option<bool>,
     /// The Ed25519 signing key `audit-server keygen` wrote.
     pub signing_key_file: Option<PathBuf>,
@@ -70,11 +71,6 @@ impl Default for IntegritySettings {
 impl IntegritySettings {
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(self.signing_key_file.is_some())
-    }
-
-    /// Whether this server runs a sealer: integrity on, with a signing key.
-    pub fn seals(&self) -> bool {
-        self.is_enabled() && self.signing_key_file.is_some()
     }
 
     /// Rows carry their seal where events are sealed; elsewhere the column stays NULL
@@ -519,12 +515,6 @@ impl Validate for Settings {
                 .is_none_or(|(_, port)| port.parse::<u16>().is_err())
         {
             return invalid("admin.listen", "must be host:port, e.g. 127.0.0.1:9091");
-        }
-        if self.integrity.enabled == Some(true) && self.integrity.signing_key_file.is_none() {
-            return invalid(
-                "integrity.enabled",
-                "needs integrity.signing_key_file (audit-server keygen writes one)",
-            );
         }
         if self.integrity.checkpoint_interval_ms == 0 || self.integrity.seal_interval_ms == 0 {
             return invalid("integrity", "intervals must be at least 1 ms");

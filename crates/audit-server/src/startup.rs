@@ -36,8 +36,8 @@ const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
-    /// The checkpoint signing key, when the log is sealed.
-    signing: Option<Signing>,
+    /// Whether this server seals, and the checkpoint signing key if it signs.
+    signing: Option<Option<Signing>>,
     operators_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,

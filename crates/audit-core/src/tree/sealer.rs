@@ -107,7 +107,8 @@ impl From<MissingTile> for SealError {
 pub struct Sealer {
     client: Client,
     state: TreeState,
-    signing: Signing,
+    /// None: the tree grows (the live tail follows it) but no checkpoint is signed.
+    signing: Option<Signing>,
     reported: HashSet<i64>,
 }
 
@@ -117,8 +118,8 @@ impl Sealer {
     #[allow(clippy::type_complexity)]
     pub async fn take_over(
         client: Client,
-        signing: Signing,
-    ) -> Result<Result<Self, (Client, Signing)>, (SealError, Signing)> {
+        signing: Option<Signing>,
+    ) -> Result<Result<Self, (Client, Option<Signing>)>, (SealError, Option<Signing>)> {
         match lock_and_load(&client).await {
             Ok(Some(state)) => Ok(Ok(Self {
                 client,
@@ -132,7 +133,7 @@ impl Sealer {
     }
 
     /// Gives the signing key back; the connection closes, releasing the lock.
-    pub fn into_signing(self) -> Signing {
+    pub fn into_signing(self) -> Option<Signing> {
         self.signing
     }
 
@@ -222,8 +223,9 @@ impl Sealer {
         });
         state.rounds.prune(state.horizon.unwrap_or(0));
         let size = state.frontier.size();
-        let signs = checkpoint && size > state.checkpointed_size;
-        if report.sealed == 0 && !signs {
+        let signing = self.signing.as_ref().filter(|_| checkpoint);
+        let signing = signing.filter(|_| size > state.checkpointed_size);
+        if report.sealed == 0 && signing.is_none() {
             // Nothing to store: writing the head would give this transaction a txid,
             // move the next round's horizon and make it write again, forever. The
             // stored horizon may lag; a sealer that resumes from it finds nothing new.
@@ -233,13 +235,13 @@ impl Sealer {
             return Ok(report);
         }
         write_head(&transaction, &state).await?;
-        if signs {
+        if let Some(signing) = signing {
             let note = Checkpoint {
-                origin: self.signing.origin.clone(),
+                origin: signing.origin.clone(),
                 size,
                 root: state.frontier.root(),
             }
-            .sign(&self.signing.key)?;
+            .sign(&signing.key)?;
             transaction
                 .execute(
                     "INSERT INTO tree_checkpoints (size, note) VALUES ($1, $2)",

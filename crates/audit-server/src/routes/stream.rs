@@ -43,11 +43,12 @@ pub async fn stream_events(
     let runtime = state.runtime();
     let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
     caller.require_some_read()?;
-    if !state.started_settings.integrity.seals() {
+    if !state.started_settings.integrity.is_enabled() {
         return Err(ApiError::Missing {
             code: "stream_unavailable",
             message: "the live tail follows the sealed order of events: it needs \
-                      integrity on (integrity.signing_key_file)"
+                      integrity on (integrity.signing_key_file, or integrity.enabled \
+                      alone to seal without signing)"
                 .to_owned(),
         });
     }
