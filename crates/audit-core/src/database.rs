@@ -2,10 +2,11 @@
 //! creating the database when it is missing, and the readiness check.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::config::{ConfigError, PostgresSettings};
 use crate::migrations::{self, AppliedMigration};
+use crate::storage_error::{StorageError, classify};
 
 /// Failures of connection management, migration and readiness; request-time storage
 /// failures are `repository::StorageError`.
@@ -151,6 +152,18 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<Vec<AppliedMigration
 }
 
 /// Quotes an SQL identifier, doubling embedded quotes.
+/// A read-only REPEATABLE READ transaction: everything read in it comes from one
+/// snapshot (an export, the verifier).
+pub async fn read_snapshot(client: &mut Client) -> Result<Transaction<'_>, StorageError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(classify)
+}
+
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

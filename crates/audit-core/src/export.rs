@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
+use crate::database::read_snapshot;
 use crate::event::StoredEvent;
 use crate::filter::EventFilter;
 use crate::repository::{FilterValues, stored_event_from_row};
@@ -68,13 +68,7 @@ pub async fn export(
         return Ok(ExportEnd::Complete { events: 0 });
     }
     let mut client = connection_from(pool).await?;
-    let transaction = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(classify)?;
+    let transaction = read_snapshot(&mut client).await?;
     let values = FilterValues::new(request.applications, request.filter);
     let after = request.after.unwrap_or(i64::MIN);
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&after];

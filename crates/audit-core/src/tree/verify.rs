@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::fmt;
 
 use futures_util::{StreamExt, pin_mut};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, IsolationLevel};
 
 use crate::checkpoint::Checkpoint;
+use crate::database::read_snapshot;
 use crate::merkle::{Frontier, Hash, LeafEvent, empty_root};
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
@@ -143,13 +144,7 @@ pub async fn verify(
     verifier_key: &str,
     extra: &[NoteToCheck],
 ) -> Result<Report, StorageError> {
-    let transaction = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(classify)?;
+    let transaction = read_snapshot(client).await?;
     let mut report = Report::default();
     let stored = read_stored_tree(&transaction, &mut report).await?;
     let mut leaves = stored.hashes;
