@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::process::{Command, Output};
 
+use audit_tests::sealing::SealingKey;
 use audit_tests::server_process::workspace_binary;
 use audit_tests::test_app::{json_body, spawn_app_with};
 use audit_tests::test_database::TestDatabase;
@@ -81,6 +82,55 @@ async fn traffic_counts_every_status_including_injected_failures() {
     let acknowledged = figure(&summary, "sent,");
     assert_eq!(acknowledged, created * 10, "{summary}");
     assert_eq!(app.database.count_events().await as u64, created * 10);
+}
+
+#[tokio::test]
+async fn traffic_sends_filtered_gets_and_runs_tail_consumers() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    let url = app.address.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        generate(&[
+            "traffic",
+            "--url",
+            &url,
+            "--duration",
+            "3s",
+            "--rate",
+            "40",
+            "--concurrency",
+            "2",
+            "--get-ratio",
+            "0.5",
+            "--get-filter",
+            "application_name=alpha&order=asc",
+            "--apps",
+            "alpha,beta",
+            "--tail",
+            "2",
+            "--seed",
+            "8",
+        ])
+    })
+    .await
+    .unwrap();
+
+    let summary = text(&output);
+    assert!(output.status.success(), "{summary}");
+    assert!(figure(&summary, "200:") > 0, "{summary}");
+    assert!(!summary.contains("422:"), "{summary}");
+    // The tails follow application alpha only, each at most once per event.
+    let alpha: Vec<i64> = app
+        .database
+        .column("SELECT count(*) FROM events WHERE application_name = 'alpha'")
+        .await;
+    let received = figure(&summary, "live tails:");
+    assert!(received > 0, "{summary}");
+    assert!(
+        received <= 2 * u64::try_from(alpha[0]).unwrap(),
+        "{summary}"
+    );
 }
 
 #[tokio::test]

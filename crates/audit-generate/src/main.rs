@@ -71,6 +71,14 @@ struct TrafficArguments {
     /// page_size of the GETs (default 10)
     #[argh(option, default = "10")]
     page_size: u32,
+    /// filters the GETs and tails ask with, as a query string, e.g.
+    /// "application_name=billing&event_kind=UserLogin" (default: none)
+    #[argh(option)]
+    get_filter: Option<String>,
+    /// live-tail consumers (GET /api/event/stream) to run alongside, reconnecting
+    /// from their last position when a stream ends (default 0)
+    #[argh(option, default = "0")]
+    tail: usize,
     /// seed of the event stream (default: random, printed in the summary)
     #[argh(option)]
     seed: Option<u64>,
@@ -180,6 +188,8 @@ async fn run_traffic(arguments: TrafficArguments) -> anyhow::Result<()> {
         concurrency: arguments.concurrency,
         get_ratio: arguments.get_ratio,
         page_size: arguments.page_size,
+        get_filter: arguments.get_filter.unwrap_or_default(),
+        tails: arguments.tail,
         seed,
         factory: Arc::new(move |worker_seed| {
             Ok(EventFactory::new(

@@ -15,6 +15,8 @@ pub struct TrafficStats {
     /// Requests that got no HTTP response at all (refused, reset, timed out).
     pub transport_errors: u64,
     pub latencies_micros: Vec<u64>,
+    /// Events the live-tail consumers received (`--tail`).
+    pub tail_events: u64,
 }
 
 impl TrafficStats {
@@ -27,6 +29,7 @@ impl TrafficStats {
             *self.statuses.entry(status).or_default() += count;
         }
         self.transport_errors += other.transport_errors;
+        self.tail_events += other.tail_events;
         self.latencies_micros.extend(other.latencies_micros);
     }
 
@@ -99,6 +102,13 @@ impl fmt::Display for TrafficSummary {
             milliseconds(percentile(&sorted, 0.90)),
             milliseconds(percentile(&sorted, 0.99))
         )?;
+        if stats.tail_events > 0 {
+            writeln!(
+                formatter,
+                "live tails: {} events received",
+                stats.tail_events
+            )?;
+        }
         write!(formatter, "seed: {}", self.seed)
     }
 }

@@ -41,6 +41,10 @@ pub struct TrafficOptions {
     pub concurrency: usize,
     pub get_ratio: f64,
     pub page_size: u32,
+    /// Query parameters of every GET and tail (filters), without the leading `?`.
+    pub get_filter: String,
+    /// Live-tail consumers run alongside the workers.
+    pub tails: usize,
     pub seed: u64,
     /// Builds the factory of worker `n` from a seed derived for it.
     pub factory: Arc<dyn Fn(u64) -> anyhow::Result<EventFactory> + Send + Sync>,
@@ -90,17 +94,32 @@ pub async fn run(options: TrafficOptions) -> anyhow::Result<TrafficSummary> {
         )));
     }
 
+    let tail_events = Arc::new(AtomicU64::new(0));
+    let tails: Vec<_> = (0..shared.options.tails)
+        .map(|_| {
+            tokio::spawn(follow_tail(
+                Arc::clone(&shared),
+                base.clone(),
+                tail_events.clone(),
+            ))
+        })
+        .collect();
+
     let mut progress = Progress::new("requests", total);
     while !workers.iter().all(|worker| worker.is_finished()) {
         progress.set_position(shared.completed.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     progress.finish();
+    for tail in tails {
+        tail.abort();
+    }
 
     let mut stats = TrafficStats::default();
     for worker in workers {
         stats.merge(worker.await.context("a traffic worker panicked")?);
     }
+    stats.tail_events = tail_events.load(Ordering::Relaxed);
     let summary = TrafficSummary {
         stats,
         elapsed: shared.started.elapsed(),
@@ -148,7 +167,11 @@ async fn run_worker(
         let started = Instant::now();
         let outcome = if chooser.random_bool(options.get_ratio.clamp(0.0, 1.0)) {
             stats.gets += 1;
-            get_page(&shared.client, &base, options.page_size, &mut page_token).await
+            let page = Page {
+                size: options.page_size,
+                filter: &options.get_filter,
+            };
+            get_page(&shared.client, &base, page, &mut page_token).await
         } else {
             stats.posts += 1;
             let batch = factory.batch(options.batch_size);
@@ -182,14 +205,24 @@ async fn run_worker(
     }
 }
 
+/// What each GET asks for.
+#[derive(Clone, Copy)]
+struct Page<'a> {
+    size: u32,
+    filter: &'a str,
+}
+
 /// Reads the next page, following `next_page` and starting over after the last one.
 async fn get_page(
     client: &reqwest::Client,
     base: &str,
-    page_size: u32,
+    page: Page<'_>,
     page_token: &mut Option<i64>,
 ) -> Result<u16, reqwest::Error> {
-    let mut url = format!("{base}/api/event?page_size={page_size}");
+    let mut url = format!("{base}/api/event?page_size={}", page.size);
+    if !page.filter.is_empty() {
+        url.push_str(&format!("&{}", page.filter));
+    }
     if let Some(token) = page_token {
         url.push_str(&format!("&page_token={token}"));
     }
@@ -200,4 +233,41 @@ async fn get_page(
         *page_token = body["next_page"].as_i64();
     }
     Ok(status)
+}
+
+/// One live-tail consumer: reads the stream, counting events, and reconnects from its
+/// last position (`Last-Event-ID`) whenever it ends, until aborted.
+async fn follow_tail(shared: Arc<Shared>, base: String, received: Arc<AtomicU64>) {
+    use futures_util::StreamExt;
+    // No overall timeout: a stream lasts as long as the run.
+    let Ok(client) = reqwest::Client::builder().build() else {
+        return;
+    };
+    let mut last: Option<String> = None;
+    loop {
+        let mut request = client.get(format!(
+            "{base}/api/event/stream?{}",
+            shared.options.get_filter
+        ));
+        if let Some(last) = &last {
+            request = request.header("Last-Event-ID", last);
+        }
+        if let Ok(response) = request.send().await
+            && response.status().is_success()
+        {
+            let mut body = response.bytes_stream();
+            let mut text = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = text.find("\n\n") {
+                    let message: String = text.drain(..end + 2).collect();
+                    if let Some(id) = message.lines().find_map(|line| line.strip_prefix("id: ")) {
+                        last = Some(id.to_owned());
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
