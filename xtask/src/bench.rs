@@ -377,6 +377,15 @@ fn sealing_report(
     )?;
     writeln!(
         report,
+        "live tail under that load (201 to the event on GET /api/event/stream): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} of {} probes delivered)",
+        bench_integrity::quantile(&sealed.tail_ms, 0.5),
+        bench_integrity::quantile(&sealed.tail_ms, 0.99),
+        bench_integrity::quantile(&sealed.tail_ms, 1.0),
+        sealed.tail_ms.len(),
+        sealed.tail_probes
+    )?;
+    writeln!(
+        report,
         "first round over a never-sealed table of {} events: {:.1} s ({:.0} events/s, server start included)",
         tree.rows,
         tree.seal_seconds,

@@ -4,7 +4,8 @@
 //! 1. 100-event POSTs into a fresh database, sealing off then on, each on a fresh
 //!    server, side by side; while sealing is on, a probe posts one event every 200 ms
 //!    and times from its 201 to the first 200 of its `/api/event/{id}/proof` (which
-//!    needs a signed checkpoint holding it): the commit-to-checkpoint lag.
+//!    needs a signed checkpoint holding it): the commit-to-checkpoint lag; another
+//!    posts one every 100 ms and times each to its arrival on a live tail.
 //! 2. On the 10M-event read table: the first round seals it whole (events/s), then
 //!    wrk asks for proofs of random events, then `audit-server verify` checks it all.
 
@@ -71,6 +72,10 @@ pub(crate) struct SealedIngest {
     pub off: IngestRun,
     pub on: IngestRun,
     pub lags_ms: Vec<f64>,
+    /// From a probe event's 201 to its arrival on a live tail, and how many probes
+    /// were posted.
+    pub tail_ms: Vec<f64>,
+    pub tail_probes: usize,
     /// Rows the sealer read per event it sealed (1 when no row was read twice).
     pub reads_per_sealed: f64,
 }
@@ -85,6 +90,7 @@ pub(crate) fn ingest_with_sealing(
     let url = format!("http://127.0.0.1:{PORT}/api/event");
     let mut runs = Vec::new();
     let mut lags_ms = Vec::new();
+    let mut tail = (Vec::new(), 0);
     let mut reads_per_sealed = f64::NAN;
     for sealed in [false, true] {
         let dsn = fresh_database(context, SEALED_DATABASE)?;
@@ -99,6 +105,10 @@ pub(crate) fn ingest_with_sealing(
             let (stop, dsn) = (stop.clone(), dsn.clone());
             std::thread::spawn(move || probe_lags(&stop, &dsn))
         });
+        let tail_probe = sealed.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || probe_tail(&stop))
+        });
         let mut command = wrk_command(&url, Some(&script), connections, plan.run_seconds);
         context.record(&command);
         let before = CpuSample::take(server.id())?;
@@ -109,6 +119,11 @@ pub(crate) fn ingest_with_sealing(
             lags_ms = probe
                 .join()
                 .map_err(|_| anyhow::anyhow!("the lag probe panicked"))??;
+            if let Some(tail_probe) = tail_probe {
+                tail = tail_probe
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the tail probe panicked"))??;
+            }
             let metrics = curl(&["-sf", &format!("http://127.0.0.1:{PORT}/metrics")])?;
             reads_per_sealed = metric_value(&metrics, "integrity_read_rows_total")?
                 / metric_value(&metrics, "integrity_sealed_events_total")?;
@@ -127,8 +142,76 @@ pub(crate) fn ingest_with_sealing(
         off,
         on,
         lags_ms,
+        tail_ms: tail.0,
+        tail_probes: tail.1,
         reads_per_sealed,
     })
+}
+
+/// Posts one event every 100 ms and times each from its 201 to its arrival on a live
+/// tail (`GET /api/event/stream`, through `curl -N`) that follows only these events.
+fn probe_tail(stop: &AtomicBool) -> anyhow::Result<(Vec<f64>, usize)> {
+    let mut stream = Command::new("curl")
+        .args([
+            "-sN",
+            &format!("http://127.0.0.1:{PORT}/api/event/stream?application_name=tail-probe"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run curl")?;
+    let stdout = stream.stdout.take().context("curl has no output")?;
+    let (arrivals, arrived) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // The event as a page renders it, with the payload sent: {"n":N}.
+            let n = line
+                .split_once("\"payload\":{\"n\":")
+                .and_then(|(_, rest)| rest.split('}').next())
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if let Some(n) = n {
+                let _ = arrivals.send((n, Instant::now()));
+            }
+        }
+    });
+    // The stream starts at the tree's size when it opens: open it before the first.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut posted = std::collections::HashMap::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let body = format!(
+            r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"tail-probe","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
+        );
+        curl(&[
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{PORT}/api/event"),
+        ])?;
+        posted.insert(n, Instant::now());
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The last probes' time to arrive.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = stream.kill();
+    let _ = stream.wait();
+    let _ = reader.join();
+    let latencies = arrived
+        .try_iter()
+        .filter_map(|(n, at)| {
+            posted
+                .get(&n)
+                .map(|sent| at.saturating_duration_since(*sent))
+        })
+        .map(|latency| latency.as_secs_f64() * 1000.0)
+        .collect();
+    Ok((latencies, posted.len()))
 }
 
 /// The value of an unlabelled sample in a Prometheus exposition.
