@@ -408,6 +408,7 @@ fn sealing_report(
         "audit-server verify on {} events: {:.0} events/s ({})",
         tree.rows, tree.verify_rate, tree.verify_line
     )?;
+    report.push_str(&tree.export_report);
     Ok(report)
 }
 

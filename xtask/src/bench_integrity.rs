@@ -281,6 +281,8 @@ pub(crate) struct TreeFigures {
     pub proof: WrkResult,
     pub verify_line: String,
     pub verify_rate: f64,
+    /// The export's figures, measured on the same server (issue 15).
+    pub export_report: String,
 }
 
 /// Seals the read table whole, then measures proofs and the verifier on it.
@@ -326,6 +328,8 @@ pub(crate) fn proofs_and_verifier(
     }
     let proof = runs.pop().context("no proof run")?;
     let proof_alone = runs.pop().context("no proof run")?;
+    // The server on the read table is up: the export is measured here too.
+    let export_report = crate::bench_export::export_figures(server.id(), rows)?;
     let _ = server.kill();
     let _ = server.wait();
     let mut verify = Command::new(context.binaries.join("audit-server"));
@@ -350,6 +354,7 @@ pub(crate) fn proofs_and_verifier(
         proof,
         verify_line,
         verify_rate,
+        export_report,
     })
 }
 

@@ -8,6 +8,7 @@
 mod api_fuzz;
 mod bench;
 mod bench_bulk;
+mod bench_export;
 mod bench_integrity;
 mod bench_memory;
 mod command;
