@@ -148,6 +148,25 @@ pub(crate) fn ingest_with_sealing(
     })
 }
 
+/// Posts one probe event of `application` with payload `{"n": n}`; returns after its
+/// 201, that is after its commit.
+fn post_probe(application: &str, n: u64) -> anyhow::Result<()> {
+    let body = format!(
+        r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"{application}","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
+    );
+    curl(&[
+        "-sf",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("http://127.0.0.1:{PORT}/api/event"),
+    ])?;
+    Ok(())
+}
+
 /// Posts one event every 100 ms and times each from its 201 to its arrival on a live
 /// tail (`GET /api/event/stream`, through `curl -N`) that follows only these events.
 fn probe_tail(stop: &AtomicBool) -> anyhow::Result<(Vec<f64>, usize)> {
@@ -180,19 +199,7 @@ fn probe_tail(stop: &AtomicBool) -> anyhow::Result<(Vec<f64>, usize)> {
     let mut posted = std::collections::HashMap::new();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let body = format!(
-            r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"tail-probe","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
-        );
-        curl(&[
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
-            &format!("http://127.0.0.1:{PORT}/api/event"),
-        ])?;
+        post_probe("tail-probe", n)?;
         posted.insert(n, Instant::now());
         n += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -229,20 +236,8 @@ fn probe_lags(stop: &AtomicBool, dsn: &str) -> anyhow::Result<Vec<f64>> {
     let mut last_id = 0i64;
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let body = format!(
-            r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"lag-probe","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
-        );
+        post_probe("lag-probe", n)?;
         n += 1;
-        curl(&[
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
-            &format!("http://127.0.0.1:{PORT}/api/event"),
-        ])?;
         let committed = Instant::now();
         let query = format!(
             "SELECT max(id) FROM events WHERE id > {last_id} AND application_name = 'lag-probe'"

@@ -17,6 +17,7 @@ pub use crate::auth::token_cache::{CachedToken, Rejection, TokenCache};
 use crate::errors::{ApiError, Detail};
 use crate::metrics::AUTH_FAILURES_TOTAL;
 use crate::settings::AuthMode;
+use crate::state::{AppState, Runtime};
 
 /// The bounded `reason` label values of `auth_failures_total`.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -109,6 +110,18 @@ impl Caller {
             _ => Ok(()),
         }
     }
+}
+
+/// The runtime snapshot of a read request, and its caller, who must be allowed to
+/// read something.
+pub fn api_reader(
+    state: &AppState,
+    request: &HttpRequest,
+) -> Result<(Arc<Runtime>, Caller), ApiError> {
+    let runtime = state.runtime();
+    let caller = api_caller(&state.tokens, runtime.settings.auth.mode, request)?;
+    caller.require_some_read()?;
+    Ok((runtime, caller))
 }
 
 /// The caller of an `/api/*` request under `mode`.

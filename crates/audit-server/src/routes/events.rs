@@ -150,9 +150,7 @@ pub async fn get_events(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = state.runtime();
-    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
-    caller.require_some_read()?;
+    let (runtime, caller) = auth::api_reader(&state, &request)?;
     let query = parse_page_query(request.query_string(), &runtime.settings.api)?;
     inject_failure(&runtime)?;
     // One row more than asked says whether a next page exists.

@@ -24,9 +24,7 @@ pub async fn export_events(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = state.runtime();
-    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
-    caller.require_some_read()?;
+    let (runtime, caller) = auth::api_reader(&state, &request)?;
     let query = parse_export_query(request.query_string())?;
     let permit = state
         .exports

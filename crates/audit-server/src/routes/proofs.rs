@@ -54,9 +54,7 @@ pub async fn event_proof(
     request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = state.runtime();
-    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
-    caller.require_some_read()?;
+    let (runtime, caller) = auth::api_reader(&state, &request)?;
     let id = id.parse::<i64>().map_err(|_| {
         invalid(
             "id",
@@ -178,9 +176,7 @@ pub async fn tile(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = state.runtime();
-    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
-    caller.require_some_read()?;
+    let (runtime, caller) = auth::api_reader(&state, &request)?;
     let path = TilePath::parse(&path).map_err(|problem| invalid("path", problem))?;
     if path.level.is_none()
         && let (auth::Caller::Token(cached), Applications::Only(_)) = (&caller, caller.read_scope())

@@ -40,9 +40,7 @@ pub async fn stream_events(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = state.runtime();
-    let caller = auth::api_caller(&state.tokens, runtime.settings.auth.mode, &request)?;
-    caller.require_some_read()?;
+    let (runtime, caller) = auth::api_reader(&state, &request)?;
     if !state.started_settings.integrity.is_enabled() {
         return Err(ApiError::Missing {
             code: "stream_unavailable",
