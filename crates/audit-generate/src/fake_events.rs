@@ -38,9 +38,22 @@ pub enum PayloadStyle {
     Rich,
 }
 
+/// How often each application is picked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// Each as often as the others.
+    #[default]
+    Uniform,
+    /// The n-th application 1/n as often as the first (Zipf, s = 1), as in a real
+    /// fleet: a few loud applications and a long tail of quiet ones.
+    Skewed,
+}
+
 pub struct EventFactory {
     rng: StdRng,
     applications: Vec<ApplicationName>,
+    /// The running sums of the applications' weights, when the mix is skewed.
+    application_weights: Option<Vec<f64>>,
     kinds: Vec<EventKind>,
     timestamps: Timestamps,
     style: PayloadStyle,
@@ -68,15 +81,44 @@ impl EventFactory {
         Ok(Self {
             rng: StdRng::seed_from_u64(seed),
             applications,
+            application_weights: None,
             kinds,
             timestamps,
             style,
         })
     }
 
+    /// Picks applications with this mix from now on.
+    pub fn with_mix(mut self, mix: Mix) -> Self {
+        self.application_weights = match mix {
+            Mix::Uniform => None,
+            Mix::Skewed => Some(
+                (1..=self.applications.len())
+                    .scan(0.0, |sum, rank| {
+                        *sum += 1.0 / rank as f64;
+                        Some(*sum)
+                    })
+                    .collect(),
+            ),
+        };
+        self
+    }
+
+    fn next_application(&mut self) -> usize {
+        match &self.application_weights {
+            None => self.rng.random_range(0..self.applications.len()),
+            Some(sums) => {
+                let total = sums.last().copied().unwrap_or(0.0);
+                let drawn = self.rng.random::<f64>() * total;
+                sums.partition_point(|sum| *sum <= drawn)
+                    .min(self.applications.len() - 1)
+            }
+        }
+    }
+
     pub fn next_event(&mut self) -> NewEvent {
-        let application_name =
-            self.applications[self.rng.random_range(0..self.applications.len())].clone();
+        let application = self.next_application();
+        let application_name = self.applications[application].clone();
         let event_kind = self.kinds[self.rng.random_range(0..self.kinds.len())].clone();
         let event_ts = self.next_timestamp();
         let value = match self.style {
@@ -266,6 +308,37 @@ mod tests {
         for event in factory.batch(1000) {
             assert!(event.event_ts >= start && event.event_ts < end);
         }
+    }
+
+    #[test]
+    fn a_skewed_mix_picks_the_nth_application_about_one_nth_as_often_as_the_first() {
+        let applications: Vec<String> = (1..=10).map(|n| format!("app-{n}")).collect();
+        let mut factory = EventFactory::new(
+            4,
+            &applications,
+            &names(&["k"]),
+            Timestamps::Now,
+            PayloadStyle::Original,
+        )
+        .unwrap()
+        .with_mix(Mix::Skewed);
+
+        let mut counts = std::collections::HashMap::new();
+        for event in factory.batch(20_000) {
+            *counts
+                .entry(event.application_name.as_str().to_owned())
+                .or_insert(0u32) += 1;
+        }
+        let (first, fifth, tenth) = (counts["app-1"], counts["app-5"], counts["app-10"]);
+        // Expected 5x and 10x; a wide margin keeps this about the shape, not the luck.
+        assert!(
+            (4.0..6.5).contains(&(f64::from(first) / f64::from(fifth))),
+            "{counts:?}"
+        );
+        assert!(
+            (8.0..13.0).contains(&(f64::from(first) / f64::from(tenth))),
+            "{counts:?}"
+        );
     }
 
     #[test]

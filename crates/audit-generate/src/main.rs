@@ -18,7 +18,7 @@ use audit_core::config::{ConfigSource, DatabaseSettings};
 use audit_core::timestamp::EventTimestamp;
 
 use crate::fake_events::{
-    DEFAULT_APPLICATIONS, DEFAULT_KINDS, EventFactory, PayloadStyle, Timestamps,
+    DEFAULT_APPLICATIONS, DEFAULT_KINDS, EventFactory, Mix, PayloadStyle, Timestamps,
 };
 use crate::original_environment::TrafficDefaults;
 use crate::traffic::{Pace, Stop, TrafficOptions};
@@ -124,6 +124,10 @@ struct BulkArguments {
     /// payload shape: rich (default) or original
     #[argh(option, from_str_fn(parse_style), default = "PayloadStyle::Rich")]
     payload: PayloadStyle,
+    /// how often each application is picked: uniform (default), or skewed (the n-th
+    /// application 1/n as often as the first)
+    #[argh(option, from_str_fn(parse_mix), default = "Mix::Uniform")]
+    mix: Mix,
     /// rows per COPY statement, each its own transaction (default 1000000)
     #[argh(option, default = "1_000_000")]
     rows_per_copy: u64,
@@ -137,6 +141,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string());
     }
     humantime::parse_duration(text).map_err(|error| error.to_string())
+}
+
+fn parse_mix(text: &str) -> Result<Mix, String> {
+    match text {
+        "uniform" => Ok(Mix::Uniform),
+        "skewed" => Ok(Mix::Skewed),
+        other => Err(format!("unknown mix {other:?}: use uniform or skewed")),
+    }
 }
 
 fn parse_style(text: &str) -> Result<PayloadStyle, String> {
@@ -228,7 +240,8 @@ async fn run_bulk(arguments: BulkArguments) -> anyhow::Result<()> {
         &names(arguments.kinds.as_deref(), DEFAULT_KINDS),
         Timestamps::Between(from, to),
         arguments.payload,
-    )?;
+    )?
+    .with_mix(arguments.mix);
     let options = bulk::BulkOptions {
         count: arguments.count,
         rows_per_copy: arguments.rows_per_copy,
