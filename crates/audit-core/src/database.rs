@@ -151,7 +151,6 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<Vec<AppliedMigration
     Ok(migrations::run(&mut client).await?)
 }
 
-/// Quotes an SQL identifier, doubling embedded quotes.
 /// A read-only REPEATABLE READ transaction: everything read in it comes from one
 /// snapshot (an export, the verifier).
 pub async fn read_snapshot(client: &mut Client) -> Result<Transaction<'_>, StorageError> {
@@ -164,6 +163,7 @@ pub async fn read_snapshot(client: &mut Client) -> Result<Transaction<'_>, Stora
         .map_err(classify)
 }
 
+/// Quotes an SQL identifier, doubling embedded quotes.
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

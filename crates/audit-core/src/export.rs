@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use crate::database::read_snapshot;
 use crate::event::StoredEvent;
 use crate::filter::EventFilter;
-use crate::repository::{FilterValues, stored_event_from_row};
+use crate::repository::{FilterValues, SELECT_EVENTS_WHERE, stored_event_from_row};
 use crate::storage_error::{StorageError, classify, connection_from};
 
 /// Rows fetched at a time.
@@ -64,18 +64,14 @@ pub async fn export(
     request: ExportRequest<'_>,
     sender: &mpsc::Sender<Result<EventRows, StorageError>>,
 ) -> Result<ExportEnd, StorageError> {
-    if request.applications.is_some_and(<[String]>::is_empty) {
+    let Some(values) = FilterValues::new(request.applications, request.filter) else {
         return Ok(ExportEnd::Complete { events: 0 });
-    }
+    };
     let mut client = connection_from(pool).await?;
     let transaction = read_snapshot(&mut client).await?;
-    let values = FilterValues::new(request.applications, request.filter);
     let after = request.after.unwrap_or(i64::MIN);
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&after];
-    let mut query = String::from(
-        "SELECT id, event_ts, application_name, event_kind, payload::text FROM events \
-         WHERE id > $1",
-    );
+    let mut query = format!("{SELECT_EVENTS_WHERE}id > $1");
     values.push_conditions(&mut query, &mut parameters);
     query.push_str(" ORDER BY id");
     let portal = transaction

@@ -75,6 +75,11 @@ const ONE_APPLICATION_PAGE_BELOW: &str = "SELECT id, event_ts, application_name,
      payload::text FROM events WHERE application_name = $1 AND id < $2 \
      ORDER BY id DESC LIMIT $3";
 
+/// The start of every statement that builds its conditions at run time
+/// ([`FilterValues`]): the columns of an event, as the pages read them.
+pub(crate) const SELECT_EVENTS_WHERE: &str =
+    "SELECT id, event_ts, application_name, event_kind, payload::text FROM events WHERE ";
+
 /// Oldest first, unfiltered: the events above the token.
 const PAGE_ABOVE: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
      FROM events WHERE id > $1 ORDER BY id LIMIT $2";
@@ -208,18 +213,12 @@ impl EventRepository {
         max_scan_rows: i64,
         accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
-        if applications.is_some_and(<[String]>::is_empty) {
+        let Some(values) = FilterValues::new(applications, filter) else {
             return Ok(PageEnd::default());
-        }
+        };
         let client = connection_from(&self.pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
-            let matches_all = applications.is_none()
-                && EventFilter {
-                    applications: Vec::new(),
-                    ..filter.clone()
-                }
-                .is_empty();
-            if matches_all {
+            if !values.has_conditions() {
                 return read_unfiltered(client, direction, token, limit, accept).await;
             }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
@@ -229,16 +228,7 @@ impl EventRepository {
             let Some(window) = ScanWindow::after(direction, token, bounds, max_scan_rows) else {
                 return Ok(PageEnd::default());
             };
-            read_window(
-                client,
-                applications,
-                filter,
-                direction,
-                window,
-                limit,
-                accept,
-            )
-            .await
+            read_window(client, &values, direction, window, limit, accept).await
         })
         .await
     }
@@ -324,19 +314,14 @@ async fn read_unfiltered(
 /// The matching events of one window of ids, in the page's direction.
 async fn read_window(
     client: &deadpool_postgres::Client,
-    applications: Option<&[String]>,
-    filter: &EventFilter,
+    values: &FilterValues<'_>,
     direction: Direction,
     window: ScanWindow,
     limit: i64,
     accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
 ) -> Result<PageEnd, StorageError> {
-    let values = FilterValues::new(applications, filter);
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&window.low, &window.high, &limit];
-    let mut query = String::from(
-        "SELECT id, event_ts, application_name, event_kind, payload::text FROM events \
-         WHERE id BETWEEN $1 AND $2",
-    );
+    let mut query = format!("{SELECT_EVENTS_WHERE}id BETWEEN $1 AND $2");
     values.push_conditions(&mut query, &mut parameters);
     query.push_str(match direction {
         Direction::Descending => " ORDER BY id DESC LIMIT $3",
@@ -364,13 +349,26 @@ pub(crate) struct FilterValues<'a> {
 
 impl<'a> FilterValues<'a> {
     /// `applications`: the filter's, narrowed to the reader's scope (none for any).
-    pub(crate) fn new(applications: Option<&'a [String]>, filter: &'a EventFilter) -> Self {
-        Self {
+    /// None when that leaves no application: nothing can match.
+    pub(crate) fn new(applications: Option<&'a [String]>, filter: &'a EventFilter) -> Option<Self> {
+        if applications.is_some_and(<[String]>::is_empty) {
+            return None;
+        }
+        Some(Self {
             applications,
             filter,
             since: filter.since.map(|since| since.as_offset_date_time()),
             until: filter.until.map(|until| until.as_offset_date_time()),
-        }
+        })
+    }
+
+    /// Whether any condition applies (else every event matches).
+    pub(crate) fn has_conditions(&self) -> bool {
+        self.applications.is_some()
+            || !self.filter.kinds.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.filter.payload_contains.is_some()
     }
 
     /// Appends ` AND <condition>` to `query` for each part of the filter, its value

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::event::StoredEvent;
 use crate::filter::EventFilter;
-use crate::repository::{FilterValues, stored_event_from_row};
+use crate::repository::{FilterValues, SELECT_EVENTS_WHERE, stored_event_from_row};
 use crate::storage_error::{StorageError, classify};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::TILE_WIDTH;
@@ -65,12 +65,13 @@ pub async fn read_from(
 ) -> Result<TailRows, StorageError> {
     let size = tree_size(client).await?;
     let end = size.min(from.saturating_add(leaves));
-    if end <= from || applications.is_some_and(<[String]>::is_empty) {
+    let values = FilterValues::new(applications, filter);
+    let (Some(values), true) = (values, end > from) else {
         return Ok(TailRows {
             rows: Vec::new(),
             next: end.max(from),
         });
-    }
+    };
     let (first_tile, last_tile) = (to_i64(from / TILE_WIDTH), to_i64((end - 1) / TILE_WIDTH));
     let statement = client
         .prepare_cached(LEAF_RECORDS)
@@ -94,13 +95,9 @@ pub async fn read_from(
             }
         }
     }
-    let values = FilterValues::new(applications, filter);
     let wanted: Vec<i64> = ids.iter().map(|(_, id)| *id).collect();
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&wanted];
-    let mut query = String::from(
-        "SELECT id, event_ts, application_name, event_kind, payload::text FROM events \
-         WHERE id = ANY($1)",
-    );
+    let mut query = format!("{SELECT_EVENTS_WHERE}id = ANY($1)");
     values.push_conditions(&mut query, &mut parameters);
     let statement = client.prepare_cached(&query).await.map_err(classify)?;
     let mut found: std::collections::HashMap<i64, tokio_postgres::Row> = client

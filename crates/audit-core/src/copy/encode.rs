@@ -297,11 +297,10 @@ mod tests {
     #[test]
     fn a_row_without_its_seal_ends_with_a_null_sixth_field() {
         let event = sample_event("a", "k", "1");
-        let sealed = RowEncoder::default().written_by(Some("ci"));
+        let mut sealed = RowEncoder::default().written_by(Some("ci"));
         let mut unsealed = RowEncoder::default()
             .written_by(Some("ci"))
             .sealed(SealColumn::Null);
-        let mut sealed = sealed;
         sealed.push(event.as_event_ref());
         unsealed.push(event.as_event_ref());
 

@@ -10,7 +10,6 @@ use crate::merkle::{LeafEvent, leaf_bytes};
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
 use crate::tree::records::{LeafRecord, RECORD_BYTES};
-use crate::tree::tiles::TileKey;
 
 /// Levels a tree of up to 2^64 leaves can have tiles at.
 const MAX_LEVEL: u8 = 7;
@@ -138,14 +137,10 @@ pub async fn read(client: &Client, path: TilePath) -> Result<Published, StorageE
     let Some(level) = path.level else {
         return read_entries(client, index, width).await;
     };
-    let key = TileKey {
-        level,
-        index: path.index,
-    };
     let statement = client.prepare_cached(TILE).await.map_err(classify)?;
     let bytes = i32::from(path.width) * 32;
     let row = client
-        .query_opt(&statement, &[&i16::from(key.level), &index, &bytes])
+        .query_opt(&statement, &[&i16::from(level), &index, &bytes])
         .await
         .map_err(classify)?;
     Ok(match row {

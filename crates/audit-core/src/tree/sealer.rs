@@ -28,6 +28,10 @@ pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
 /// round's memory when it seals many events (the first round over an existing table).
 const TILES_PER_WRITE: usize = 512;
 
+/// The last id the sequence handed out (0 before the first): an id bound (`order`).
+const SEQUENCE_VALUE: &str =
+    "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_id_seq";
+
 /// How long before a round the sealer takes a bound of its own (`Sealer::pause`):
 /// enough for the group commits running then to end before the round's snapshot.
 const SAMPLE_LEAD: Duration = Duration::from_millis(50);
@@ -147,11 +151,7 @@ impl Sealer {
     pub async fn round(&mut self, checkpoint: bool) -> Result<RoundReport, SealError> {
         let id_bound: i64 = self
             .client
-            .query_one(
-                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-                 FROM events_id_seq",
-                &[],
-            )
+            .query_one(SEQUENCE_VALUE, &[])
             .await
             .map_err(classify)?
             .try_get(0)
@@ -223,8 +223,8 @@ impl Sealer {
         });
         state.rounds.prune(state.horizon.unwrap_or(0));
         let size = state.frontier.size();
-        let signing = self.signing.as_ref().filter(|_| checkpoint);
-        let signing = signing.filter(|_| size > state.checkpointed_size);
+        let signing =
+            (self.signing.as_ref()).filter(|_| checkpoint && size > state.checkpointed_size);
         if report.sealed == 0 && signing.is_none() {
             // Nothing to store: writing the head would give this transaction a txid,
             // move the next round's horizon and make it write again, forever. The
@@ -281,10 +281,7 @@ impl Sealer {
     async fn take_bound(&mut self) -> Result<(), StorageError> {
         let messages = self
             .client
-            .simple_query(
-                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-                 FROM events_id_seq; SELECT pg_current_xact_id()",
-            )
+            .simple_query(&format!("{SEQUENCE_VALUE}; SELECT pg_current_xact_id()"))
             .await
             .map_err(classify)?;
         let mut values = messages.iter().filter_map(|message| match message {

@@ -191,14 +191,16 @@ pub async fn tile(
     })
     .await?;
     match found {
-        // A tile's content never changes: a partial one is a prefix of the full one.
-        Published::Bytes(bytes) if path.level.is_some() => Ok(HttpResponse::Ok()
-            .content_type(ContentType::octet_stream())
-            .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
-            .body(bytes)),
-        Published::Bytes(bytes) => Ok(HttpResponse::Ok()
-            .content_type(ContentType::octet_stream())
-            .body(bytes)),
+        Published::Bytes(bytes) => {
+            let mut response = HttpResponse::Ok();
+            response.content_type(ContentType::octet_stream());
+            // A hash tile never changes (a partial one is a prefix of the full one);
+            // an entry bundle is recomputed from the events as they are now.
+            if path.level.is_some() {
+                response.insert_header(("Cache-Control", "public, max-age=31536000, immutable"));
+            }
+            Ok(response.body(bytes))
+        }
         Published::Missing => Err(ApiError::Missing {
             code: "tile_not_found",
             message: format!(

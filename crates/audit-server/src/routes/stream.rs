@@ -2,6 +2,7 @@
 //! (`audit_core::tail`). Each event is `id: <position>` and `data: <its JSON>`; a
 //! client resumes after the last position it got (`Last-Event-ID`, or `after`).
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::errors::{ApiError, Detail};
 use crate::metrics::{STREAM_CLIENTS, STREAM_DISCONNECTS_TOTAL, STREAM_EVENTS_SENT_TOTAL};
 use crate::state::{AppState, Runtime};
 use crate::wire::outgoing::render_event;
-use crate::wire::page_query::{FILTERS, check_window, parse_parameters, take_filter};
+use crate::wire::page_query::parse_filtered_query;
 
 /// Leaves a stream reads at a time.
 const LEAVES_PER_READ: u64 = 1_000;
@@ -30,11 +31,11 @@ const CHUNKS_AHEAD: usize = 4;
 /// clients see the stream alive.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 const AFTER: &str = "after";
+const LAST_EVENT_ID: &str = "Last-Event-ID";
 
 /// The server's graceful shutdown, which ends every stream: a stream never ends by
 /// itself, and the server waits for responses in flight.
 pub struct ShuttingDown(pub actix_server::GracefulShutdownSignal);
-const LAST_EVENT_ID: &str = "Last-Event-ID";
 
 pub async fn stream_events(
     state: web::Data<AppState>,
@@ -92,18 +93,11 @@ pub async fn stream_events(
 /// The filters, and the position to resume after: the `Last-Event-ID` header, else
 /// `after`.
 fn parse_stream_query(request: &HttpRequest) -> Result<(EventFilter, Option<u64>), ApiError> {
-    let mut filter = EventFilter::default();
     let mut after = None;
-    let known = [&FILTERS[..], &[AFTER]].concat();
-    parse_parameters(request.query_string(), &known, |name, value| match name {
-        AFTER => {
-            after = Some(position(&value)?);
-            Ok(())
-        }
-        name => take_filter(&mut filter, name, value),
-    })
-    .and_then(|()| check_window(&filter))
-    .map_err(ApiError::InvalidQuery)?;
+    let filter = parse_filtered_query(request.query_string(), &[AFTER], |_, value| {
+        after = Some(position(&value)?);
+        Ok(())
+    })?;
     if let Some(header) = request.headers().get(LAST_EVENT_ID) {
         let value = header.to_str().map_err(|_| invalid_header("is not text"))?;
         after = Some(position(value.trim()).map_err(|problem| invalid_header(&problem))?);
@@ -187,7 +181,8 @@ async fn feed(
         let mut chunk = Vec::new();
         for event in rows.events() {
             let (position, event) = event?;
-            chunk.extend_from_slice(format!("id: {position}\ndata: ").as_bytes());
+            // Writing into a Vec cannot fail.
+            let _ = write!(chunk, "id: {position}\ndata: ");
             render_event(&mut chunk, &event);
             chunk.extend_from_slice(b"\n\n");
         }

@@ -5,7 +5,7 @@ use audit_core::filter::EventFilter;
 
 use crate::errors::ApiError;
 use crate::wire::outgoing::render_event;
-use crate::wire::page_query::{FILTERS, check_window, parse_parameters, take_filter};
+use crate::wire::page_query::parse_filtered_query;
 
 const FORMAT: &str = "format";
 const AFTER: &str = "after";
@@ -29,29 +29,32 @@ pub struct ExportQuery {
 
 /// Parses the filters, `format` and `after`; other parameters are ignored.
 pub fn parse_export_query(query: &str) -> Result<ExportQuery, ApiError> {
-    let mut export = ExportQuery::default();
-    let known = [&FILTERS[..], &[FORMAT, AFTER]].concat();
-    parse_parameters(query, &known, |name, value| match name {
-        FORMAT => {
-            export.format = match value.as_str() {
-                "ndjson" => ExportFormat::Ndjson,
-                "csv" => ExportFormat::Csv,
-                _ => return Err("must be ndjson or csv".to_owned()),
-            };
-            Ok(())
+    let mut format = ExportFormat::default();
+    let mut after = None;
+    let filter = parse_filtered_query(query, &[FORMAT, AFTER], |name, value| {
+        match name {
+            FORMAT => {
+                format = match value.as_str() {
+                    "ndjson" => ExportFormat::Ndjson,
+                    "csv" => ExportFormat::Csv,
+                    _ => return Err("must be ndjson or csv".to_owned()),
+                };
+            }
+            AFTER => {
+                let id = value.parse::<i64>().map_err(|_| {
+                    "must be an event id: the last id an export delivered".to_owned()
+                })?;
+                after = Some(id);
+            }
+            _ => {}
         }
-        AFTER => {
-            let after = value
-                .parse::<i64>()
-                .map_err(|_| "must be an event id: the last id an export delivered".to_owned())?;
-            export.after = Some(after);
-            Ok(())
-        }
-        filter => take_filter(&mut export.filter, filter, value),
+        Ok(())
+    })?;
+    Ok(ExportQuery {
+        format,
+        after,
+        filter,
     })
-    .and_then(|()| check_window(&export.filter))
-    .map_err(ApiError::InvalidQuery)?;
-    Ok(export)
 }
 
 impl ExportFormat {

@@ -19,8 +19,8 @@ const PAYLOAD_CONTAINS: &str = "payload_contains";
 const ORDER: &str = "order";
 /// Parameters that may be given more than once (any of the values).
 const REPEATABLE: [&str; 2] = [APPLICATION_NAME, EVENT_KIND];
-/// The filters, shared by pages and exports.
-pub const FILTERS: [&str; 5] = [APPLICATION_NAME, EVENT_KIND, SINCE, UNTIL, PAYLOAD_CONTAINS];
+/// The filters, shared by pages, exports and streams.
+const FILTERS: [&str; 5] = [APPLICATION_NAME, EVENT_KIND, SINCE, UNTIL, PAYLOAD_CONTAINS];
 
 /// A validated page request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,83 +37,103 @@ pub struct PageQuery {
 /// Parses the page and its filters; other parameters are ignored, as the original
 /// did, so that cache-busting parameters keep working.
 pub fn parse_page_query(query: &str, api: &ApiSettings) -> Result<PageQuery, ApiError> {
-    let mut page = PageQuery {
-        page_size: api.default_page_size,
-        page_token: None,
-        direction: Direction::Descending,
-        filter: EventFilter::default(),
-    };
-    let known = [&FILTERS[..], &[PAGE_SIZE, PAGE_TOKEN, ORDER]].concat();
-    parse_parameters(query, &known, |name, value| match name {
-        PAGE_SIZE => match value.parse::<u32>() {
-            Ok(size) if (1..=api.max_page_size).contains(&size) => {
-                page.page_size = size;
-                Ok(())
+    let mut page_size = api.default_page_size;
+    let mut page_token = None;
+    let mut direction = Direction::Descending;
+    let filter = parse_filtered_query(query, &[PAGE_SIZE, PAGE_TOKEN, ORDER], |name, value| {
+        match name {
+            PAGE_SIZE => match value.parse::<u32>() {
+                Ok(size) if (1..=api.max_page_size).contains(&size) => page_size = size,
+                _ => {
+                    return Err(format!(
+                        "must be an integer from 1 to {}",
+                        api.max_page_size
+                    ));
+                }
+            },
+            // The original reads an empty token and 0 as no token: the first page.
+            PAGE_TOKEN => match value.parse::<i64>() {
+                _ if value.is_empty() => {}
+                Ok(0) => {}
+                Ok(token) if token > 0 => page_token = Some(token),
+                _ => {
+                    return Err(
+                        "must be a non-negative integer: the next_page of the previous response"
+                            .to_owned(),
+                    );
+                }
+            },
+            ORDER => {
+                direction = match value.as_str() {
+                    "desc" => Direction::Descending,
+                    "asc" => Direction::Ascending,
+                    _ => {
+                        return Err("must be desc (newest first) or asc (oldest first)".to_owned());
+                    }
+                }
             }
-            _ => Err(format!(
-                "must be an integer from 1 to {}",
-                api.max_page_size
-            )),
-        },
-        // The original reads an empty token and 0 as no token: the first page.
-        PAGE_TOKEN => match value.parse::<i64>() {
-            _ if value.is_empty() => Ok(()),
-            Ok(0) => Ok(()),
-            Ok(token) if token > 0 => {
-                page.page_token = Some(token);
-                Ok(())
-            }
-            _ => Err(
-                "must be a non-negative integer: the next_page of the previous response".to_owned(),
-            ),
-        },
-        ORDER => {
-            page.direction = match value.as_str() {
-                "desc" => Direction::Descending,
-                "asc" => Direction::Ascending,
-                _ => return Err("must be desc (newest first) or asc (oldest first)".to_owned()),
-            };
-            Ok(())
+            _ => {}
         }
-        filter => take_filter(&mut page.filter, filter, value),
+        Ok(())
+    })?;
+    Ok(PageQuery {
+        page_size,
+        page_token,
+        direction,
+        filter,
     })
-    .and_then(|()| check_window(&page.filter))
-    .map_err(ApiError::InvalidQuery)?;
-    Ok(page)
 }
 
-/// Reads the `known` parameters of a query string with `take`, which says what is
-/// wrong with a value; others are ignored. Every problem is reported, each naming
-/// its parameter.
-pub fn parse_parameters(
+/// Reads a query string's [`FILTERS`], and its `extra` parameters through `take`,
+/// which says what is wrong with a value; others are ignored. Every problem is
+/// reported as `422 invalid_query`, each naming its parameter; a window that holds
+/// no instant is one too.
+pub fn parse_filtered_query(
     query: &str,
-    known: &[&str],
+    extra: &[&str],
     mut take: impl FnMut(&str, String) -> Result<(), String>,
-) -> Result<(), Vec<Detail>> {
+) -> Result<EventFilter, ApiError> {
+    let mut filter = EventFilter::default();
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         let name = name.as_ref();
-        if !known.contains(&name) {
+        let is_filter = FILTERS.contains(&name);
+        if !is_filter && !extra.contains(&name) {
             continue;
         }
         if !seen.insert(name.to_owned()) && !REPEATABLE.contains(&name) {
             problems.push(problem(name, "is given more than once".to_owned()));
             continue;
         }
-        if let Err(message) = take(name, value.into_owned()) {
+        let value = value.into_owned();
+        let taken = if is_filter {
+            take_filter(&mut filter, name, value)
+        } else {
+            take(name, value)
+        };
+        if let Err(message) = taken {
             problems.push(problem(name, message));
         }
     }
+    if problems.is_empty()
+        && let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since >= until
+    {
+        problems.push(problem(
+            UNTIL,
+            "must be later than since (the window is since <= event_ts < until)".to_owned(),
+        ));
+    }
     if problems.is_empty() {
-        Ok(())
+        Ok(filter)
     } else {
-        Err(problems)
+        Err(ApiError::InvalidQuery(problems))
     }
 }
 
 /// Takes one of the [`FILTERS`] into `filter`; the error says what is wrong with it.
-pub fn take_filter(filter: &mut EventFilter, name: &str, value: String) -> Result<(), String> {
+fn take_filter(filter: &mut EventFilter, name: &str, value: String) -> Result<(), String> {
     match name {
         APPLICATION_NAME => {
             let name = ApplicationName::parse(value).map_err(|error| error.to_string())?;
@@ -135,17 +155,6 @@ pub fn take_filter(filter: &mut EventFilter, name: &str, value: String) -> Resul
         _ => {}
     }
     Ok(())
-}
-
-/// Refuses a time window that holds no instant.
-pub fn check_window(filter: &EventFilter) -> Result<(), Vec<Detail>> {
-    match (filter.since, filter.until) {
-        (Some(since), Some(until)) if since >= until => Err(vec![problem(
-            UNTIL,
-            "must be later than since (the window is since <= event_ts < until)".to_owned(),
-        )]),
-        _ => Ok(()),
-    }
 }
 
 fn timestamp(value: &str) -> Result<EventTimestamp, String> {
