@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use audit_core::access::TokenRequest;
+use audit_core::search_index::SearchIndex;
 use audit_tests::test_app::{
     TestApp, event, json_body, spawn_app, spawn_app_on, spawn_app_with_tokens,
 };
@@ -657,7 +658,8 @@ async fn without_the_index_a_rare_applications_pages_look_at_a_bounded_range_eac
     let writer = app.writer_of("writer", &["*"]).await;
     let reader = app.reader_of("reader-c", &["c"]).await;
     let expected = post_with_rare_c(&app, &writer).await;
-    assert!(!app.state.runtime().repository.has_application_index());
+    let indexes = app.state.runtime().repository.search_indexes();
+    assert!(!indexes.contains(SearchIndex::Application));
 
     let pages = pages_as(&app, &reader, 3).await;
 
@@ -680,17 +682,16 @@ async fn with_the_index_a_scoped_readers_pages_are_full() {
     app.database
         .client()
         .await
-        .batch_execute("CREATE INDEX events_application_name_id ON events (application_name, id)")
+        .batch_execute(&SearchIndex::Application.create_statement())
         .await
         .unwrap();
-    assert!(
-        app.state
-            .runtime()
-            .repository
-            .refresh_application_index()
-            .await
-            .unwrap()
-    );
+    let found = app
+        .state
+        .runtime()
+        .repository
+        .refresh_search_indexes()
+        .await;
+    assert!(found.unwrap().contains(SearchIndex::Application));
 
     let pages = pages_as(&app, &reader, 3).await;
 

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use audit_core::search_index::SearchIndex;
 use audit_tests::test_app::{TestApp, json_body, spawn_app_with, spawn_app_with_tokens};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -143,7 +144,14 @@ fn form_urlencoded_pairs(pairs: &[(&str, String)]) -> String {
 }
 
 /// Walks every page of a filter in one order; returns the ids in the order served.
-async fn walk(app: &TestApp, filter: &Filter, order: &str, page_size: u32) -> Vec<i64> {
+/// With `full_pages`, every page but the last must be full.
+async fn walk(
+    app: &TestApp,
+    filter: &Filter,
+    order: &str,
+    page_size: u32,
+    full_pages: bool,
+) -> Vec<i64> {
     let mut ids = Vec::new();
     let mut token = None;
     for _ in 0..10_000 {
@@ -155,6 +163,13 @@ async fn walk(app: &TestApp, filter: &Filter, order: &str, page_size: u32) -> Ve
         let data = page["data"].as_array().unwrap();
         assert!(data.len() <= page_size as usize);
         ids.extend(data.iter().map(|event| event["id"].as_i64().unwrap()));
+        if full_pages && !page["next_page"].is_null() {
+            assert_eq!(
+                data.len(),
+                page_size as usize,
+                "{filter:?} {order}: a short page"
+            );
+        }
         match page["next_page"].as_i64() {
             Some(next) => token = Some(next),
             None => return ids,
@@ -185,9 +200,40 @@ async fn matching(app: &TestApp, filter: &Filter, ids: Option<&[i64]>) -> Vec<i6
         .await
 }
 
+/// Builds `indexes` in the app's database and has its repository read through them.
+async fn build_indexes(app: &TestApp, indexes: &[SearchIndex]) {
+    let client = app.database.client().await;
+    for index in indexes {
+        client
+            .batch_execute(&index.create_statement())
+            .await
+            .unwrap();
+    }
+    let found = app
+        .state
+        .runtime()
+        .repository
+        .refresh_search_indexes()
+        .await;
+    assert_eq!(found.unwrap(), indexes.iter().copied().collect());
+}
+
 #[tokio::test]
 async fn every_filter_walked_both_ways_matches_the_sql_ground_truth_under_writers() {
+    walks_match_the_sql_ground_truth_under_writers(&[]).await;
+}
+
+/// With every search index, every filter reads through them: the same events, and
+/// full pages however rare the matches.
+#[tokio::test]
+async fn with_every_search_index_the_walks_match_the_ground_truth_in_full_pages() {
+    walks_match_the_sql_ground_truth_under_writers(&SearchIndex::ALL).await;
+}
+
+async fn walks_match_the_sql_ground_truth_under_writers(indexes: &[SearchIndex]) {
     let app = Arc::new(spawn_app_with(|settings| settings.search.max_scan_rows = SCAN_ROWS).await);
+    build_indexes(&app, indexes).await;
+    let full_pages = !indexes.is_empty();
     let mut rng = StdRng::seed_from_u64(15);
     for _ in 0..6 {
         let events: Vec<Value> = (0..100).map(|_| random_event(&mut rng)).collect();
@@ -217,7 +263,7 @@ async fn every_filter_walked_both_ways_matches_the_sql_ground_truth_under_writer
         for order in ["desc", "asc"] {
             let before = matching(&app, &filter, None).await;
             let page_size = rng.random_range(5..=25);
-            let served = walk(&app, &filter, order, page_size).await;
+            let served = walk(&app, &filter, order, page_size, full_pages).await;
             let context = format!("{filter:?} {order} pages of {page_size}");
             // In the order asked for, each event once.
             let mut sorted = served.clone();
@@ -292,6 +338,32 @@ async fn a_filter_nothing_matches_reads_one_window_per_page_and_says_where_to_go
             }
         }
         assert_eq!(pages, 3, "{order}");
+    }
+}
+
+#[tokio::test]
+async fn a_condition_without_its_index_keeps_the_page_to_one_window() {
+    let app = spawn_app_with(|settings| settings.search.max_scan_rows = SCAN_ROWS).await;
+    let mut rng = StdRng::seed_from_u64(18);
+    let events: Vec<Value> = (0..100).map(|_| random_event(&mut rng)).collect();
+    app.post_events(&Value::Array(events)).await;
+    let highest: i64 = app.database.column("SELECT max(id) FROM events").await[0];
+    build_indexes(&app, &[SearchIndex::Application, SearchIndex::Time]).await;
+
+    // Served by the application index: the whole answer (none) at once.
+    let page = json_body(app.get_events("?application_name=nobody").await).await;
+    assert_eq!(
+        (&page["data"], &page["next_page"]),
+        (&json!([]), &Value::Null)
+    );
+    // The payload has no index here: one window of 40 ids, and where to go on.
+    for unserved in [
+        r#"application_name=nobody&payload_contains={"n":-1}"#,
+        "event_kind=Nothing&since=2024-01-01T00:00:00Z",
+    ] {
+        let page = json_body(app.get_events(&format!("?{unserved}")).await).await;
+        assert_eq!(page["data"], json!([]), "{unserved}");
+        assert_eq!(page["next_page"], highest - 39, "{unserved}");
     }
 }
 

@@ -202,3 +202,59 @@ async fn both_schemas_or_an_unknown_original_version_are_refused_and_nothing_cha
         assert_eq!(original_events, 5, "{setup}");
     }
 }
+
+#[tokio::test]
+async fn migrate_builds_the_search_indexes_the_settings_ask_for_once() {
+    let database = TestDatabase::reserve();
+    let migrate = |indexes: &str, payload: &str| {
+        let output = Command::new(workspace_binary("audit-migrate"))
+            .env_clear()
+            .env("APP_POSTGRES__DSN", &database.settings.dsn)
+            .env("APP_SEARCH__INDEXES", indexes)
+            .env("APP_SEARCH__PAYLOAD_INDEX", payload)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        text
+    };
+    let valid_indexes = async || -> Vec<String> {
+        database
+            .column(
+                "SELECT indexrelid::regclass::text FROM pg_index \
+                 WHERE indrelid = 'events'::regclass AND indisvalid AND NOT indisprimary \
+                 AND indexrelid::regclass::text LIKE 'events\\_%' ORDER BY 1",
+            )
+            .await
+    };
+
+    let first = migrate("kind,time", "true");
+    let again = migrate("kind,time", "true");
+    assert!(
+        first.contains("built the search index events_event_ts_id"),
+        "{first}"
+    );
+    assert!(!again.contains("built"), "{again}");
+    let built = valid_indexes().await;
+    for name in [
+        "events_event_kind_id",
+        "events_event_ts_id",
+        "events_payload_jsonb",
+    ] {
+        assert!(built.contains(&name.to_owned()), "{name} in {built:?}");
+    }
+    assert!(!built.contains(&"events_application_name_id".to_owned()));
+
+    let refused = Command::new(workspace_binary("audit-migrate"))
+        .env_clear()
+        .env("APP_POSTGRES__DSN", &database.settings.dsn)
+        .env("APP_SEARCH__INDEXES", "kind,colour")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("colour"), "{stderr}");
+}

@@ -4,6 +4,8 @@
 //! - `cargo xtask run`: migrate the configured database, then serve.
 //! - `cargo xtask bench`: the service against the database's own ceiling.
 //! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
+//! - `cargo xtask bench-search`: filtered pages on 10M events, and each search index's
+//!   ingest cost.
 
 mod api_fuzz;
 mod bench;
@@ -11,6 +13,7 @@ mod bench_bulk;
 mod bench_export;
 mod bench_integrity;
 mod bench_memory;
+mod bench_search;
 mod command;
 mod cpu;
 mod wrk;
@@ -37,6 +40,21 @@ enum Task {
     Install(Install),
     Bench(Bench),
     BenchBulk(BenchBulk),
+    BenchSearch(BenchSearch),
+}
+
+/// Benchmark filtered pages on 10M events and each search index's ingest cost (about
+/// 10 minutes).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench-search")]
+struct BenchSearch {
+    /// a run of seconds with a small table, to check that the benchmark works
+    #[argh(switch)]
+    smoke: bool,
+    /// the report file whose generated section is replaced (default BENCHMARKS.md; the
+    /// smoke run writes none)
+    #[argh(option)]
+    output: Option<PathBuf>,
 }
 
 /// Benchmark ingest and reads against the raw COPY ceiling (about 3 minutes).
@@ -107,6 +125,15 @@ fn main() -> anyhow::Result<()> {
             ))
         }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
+        Task::BenchSearch(bench) => bench_search::bench_search(&if bench.smoke {
+            bench_search::SearchPlan::smoke()
+        } else {
+            bench_search::SearchPlan::full(Some(
+                bench
+                    .output
+                    .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
+            ))
+        }),
     }
 }
 
@@ -179,6 +206,7 @@ fn checks() -> anyhow::Result<()> {
     // Seconds long (after a release build): keeps the benchmark itself from rotting,
     // and fails on any error response under load.
     bench::bench(&bench::BenchPlan::smoke(None))?;
+    bench_search::bench_search(&bench_search::SearchPlan::smoke())?;
     ensure_nextest()?;
     // nextest runs each test in its own process, which the tests rely on: the metrics
     // recorder is global to a process, and some tests count exact metric values.

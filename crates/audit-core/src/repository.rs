@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -15,6 +15,7 @@ use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
+use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
 use crate::timestamp::EventTimestamp;
 
@@ -26,11 +27,6 @@ const FIRST_PAGE: &str = "SELECT id, event_ts, application_name, event_kind, pay
 /// The pages after it: the events below the previous page's last id.
 const PAGE_BELOW: &str = "SELECT id, event_ts, application_name, event_kind, payload::text \
      FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2";
-
-/// The index that gives readers scoped to some applications full pages at a constant
-/// cost. Not created by the migrations (it halves a raw COPY's rate); an operator
-/// creates it, and the repository notices (`refresh_application_index`).
-pub const APPLICATION_INDEX: &str = "events_application_name_id";
 
 /// A scoped page without the index: the events of the scope among the `$2` ids below
 /// `$1`, and one marker row (null `event_ts`) whose id says where the next page
@@ -102,8 +98,9 @@ pub struct EventRepository {
     pool: Pool,
     /// Bound of every call, from the statement timeout: a frozen server cannot hang it.
     deadline: Duration,
-    /// Whether [`APPLICATION_INDEX`] exists and is valid, as last checked.
-    application_index: Arc<AtomicBool>,
+    /// The optional indexes that exist and are valid, as last checked
+    /// ([`SearchIndexes`] bits).
+    search_indexes: Arc<AtomicU8>,
 }
 
 impl EventRepository {
@@ -111,29 +108,24 @@ impl EventRepository {
         Self {
             pool,
             deadline: call_deadline(statement_timeout),
-            application_index: Arc::default(),
+            search_indexes: Arc::default(),
         }
     }
 
-    /// Whether scoped pages go through [`APPLICATION_INDEX`].
-    pub fn has_application_index(&self) -> bool {
-        self.application_index.load(Ordering::Relaxed)
+    /// The optional indexes reads go through, as last checked.
+    pub fn search_indexes(&self) -> SearchIndexes {
+        SearchIndexes::from_bits(self.search_indexes.load(Ordering::Relaxed))
     }
 
-    /// Checks whether [`APPLICATION_INDEX`] exists and is valid (not a concurrent build
-    /// in progress), and reads scoped pages accordingly from now on.
-    pub async fn refresh_application_index(&self) -> Result<bool, StorageError> {
+    /// Checks which optional indexes exist and are valid (not a concurrent build in
+    /// progress), and reads accordingly from now on.
+    pub async fn refresh_search_indexes(&self) -> Result<SearchIndexes, StorageError> {
         let client = connection_from(&self.pool).await?;
         let found = bounded(client, self.deadline, timed_out, async |client| {
-            let query = format!(
-                "SELECT coalesce((SELECT indisvalid FROM pg_index \
-                 WHERE indexrelid = to_regclass('{APPLICATION_INDEX}')), false)"
-            );
-            let row = client.query_one(&query, &[]).await.map_err(classify)?;
-            row.try_get::<_, bool>(0).map_err(classify)
+            search_index::existing(client).await
         })
         .await?;
-        self.application_index.store(found, Ordering::Relaxed);
+        self.search_indexes.store(found.bits(), Ordering::Relaxed);
         Ok(found)
     }
 
@@ -154,7 +146,7 @@ impl EventRepository {
         accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
         let client = connection_from(&self.pool).await?;
-        let indexed = self.has_application_index();
+        let indexed = self.search_indexes().contains(SearchIndex::Application);
         bounded(client, self.deadline, timed_out, async |client| {
             if let (Applications::Only(applications), false) = (scope, indexed) {
                 return read_scanned(client, applications, below, limit, max_scan_rows, accept)
@@ -216,10 +208,14 @@ impl EventRepository {
         let Some(values) = FilterValues::new(applications, filter) else {
             return Ok(PageEnd::default());
         };
+        let indexes = self.search_indexes();
         let client = connection_from(&self.pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
             if !values.has_conditions() {
                 return read_unfiltered(client, direction, token, limit, accept).await;
+            }
+            if values.served_by(indexes) {
+                return read_indexed(client, &values, direction, token, limit, accept).await;
             }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
             let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
@@ -311,6 +307,46 @@ async fn read_unfiltered(
     Ok(PageEnd::default())
 }
 
+/// A filtered page whose every condition has its index: the matching events past the
+/// token, in the page's direction, a full page whatever their density.
+///
+/// The statement is prepared for this one call, so PostgreSQL plans it with the
+/// values at hand: which index serves best depends on them (a one-hour window and a
+/// one-year window want different plans), and a cached generic plan would pick one
+/// for all.
+async fn read_indexed(
+    client: &deadpool_postgres::Client,
+    values: &FilterValues<'_>,
+    direction: Direction,
+    token: Option<i64>,
+    limit: i64,
+    accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+) -> Result<PageEnd, StorageError> {
+    let (keyset, order, token) = match direction {
+        Direction::Descending => (
+            "id < $1",
+            " ORDER BY id DESC LIMIT $2",
+            token.unwrap_or(i64::MAX),
+        ),
+        Direction::Ascending => (
+            "id > $1",
+            " ORDER BY id LIMIT $2",
+            token.unwrap_or(i64::MIN),
+        ),
+    };
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&token, &limit];
+    let mut query = format!("{SELECT_EVENTS_WHERE}{keyset}");
+    values.push_conditions(&mut query, &mut parameters);
+    query.push_str(order);
+    let statement = client.prepare(&query).await.map_err(classify)?;
+    let rows = client
+        .query_raw(&statement, parameters)
+        .await
+        .map_err(classify)?;
+    hand_over(rows, accept).await?;
+    Ok(PageEnd::default())
+}
+
 /// The matching events of one window of ids, in the page's direction.
 async fn read_window(
     client: &deadpool_postgres::Client,
@@ -371,6 +407,21 @@ impl<'a> FilterValues<'a> {
             || self.filter.payload_contains.is_some()
     }
 
+    /// Whether each condition has an index that serves it (then a page need not
+    /// walk a window of ids: PostgreSQL finds the matches through the indexes).
+    pub(crate) fn served_by(&self, indexes: SearchIndexes) -> bool {
+        let needs = [
+            (self.applications.is_some(), SearchIndex::Application),
+            (!self.filter.kinds.is_empty(), SearchIndex::Kind),
+            (
+                self.since.is_some() || self.until.is_some(),
+                SearchIndex::Time,
+            ),
+            (self.filter.payload_contains.is_some(), SearchIndex::Payload),
+        ];
+        (needs.iter()).all(|(needed, index)| !needed || indexes.contains(*index))
+    }
+
     /// Appends ` AND <condition>` to `query` for each part of the filter, its value
     /// to `parameters` (numbered after those already there).
     pub(crate) fn push_conditions<'b>(
@@ -382,11 +433,18 @@ impl<'a> FilterValues<'a> {
             parameters.push(value);
             query.push_str(&sql.replace('$', &format!("${}", parameters.len())));
         };
-        if let Some(applications) = &self.applications {
-            push(" AND application_name = ANY($)", applications);
+        // One value is an equality, not `= ANY`: PostgreSQL 15 reads an index range
+        // in order only for an equality, and a page wants its first matches in id
+        // order without sorting all of them.
+        match &self.applications {
+            Some([one]) => push(" AND application_name = $", one),
+            Some(applications) => push(" AND application_name = ANY($)", applications),
+            None => {}
         }
-        if !self.filter.kinds.is_empty() {
-            push(" AND event_kind = ANY($)", &self.filter.kinds);
+        match self.filter.kinds.as_slice() {
+            [] => {}
+            [one] => push(" AND event_kind = $", one),
+            _ => push(" AND event_kind = ANY($)", &self.filter.kinds),
         }
         if let Some(since) = &self.since {
             push(" AND event_ts >= $", since);

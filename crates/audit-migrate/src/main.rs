@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use argh::FromArgs;
-use audit_core::config::{ConfigSource, DatabaseSettings};
-use audit_core::{database, migrations};
+use audit_core::config::{ConfigError, ConfigSource, PostgresSettings, SearchSettings, Validate};
+use audit_core::{database, migrations, search_index};
+use serde::Deserialize;
 
 /// Create the audit database if it is missing and apply pending migrations.
 #[derive(FromArgs)]
@@ -29,8 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let source = ConfigSource::from_command_line(arguments.config);
     // Only the database's settings: the server's sections of a shared file are none
     // of its business, so neither their values nor their keys can stop a migration.
-    let (DatabaseSettings { postgres }, _) = source
-        .load::<DatabaseSettings>()
+    let (MigrateSettings { postgres, search }, _) = source
+        .load::<MigrateSettings>()
         .context("failed to load the configuration")?;
     let target = postgres.redacted_dsn();
     if database::create_database_if_missing(&postgres)
@@ -71,6 +72,46 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "{target}: applied V{}__{}",
             migration.version, migration.name
+        );
+    }
+    build_search_indexes(&client, &search, &target).await
+}
+
+/// What the migration reads: `[postgres]`, and `[search]` for the indexes it builds.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct MigrateSettings {
+    postgres: PostgresSettings,
+    search: SearchSettings,
+}
+
+impl Validate for MigrateSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.postgres.validate()?;
+        self.search.validate()
+    }
+}
+
+/// Builds the search indexes the settings ask for that do not exist yet. They are not
+/// migrations: each costs every insert, so whether to pay for it is the operator's
+/// choice, and a build on a large table runs beside the writers (`CONCURRENTLY`).
+async fn build_search_indexes(
+    client: &tokio_postgres::Client,
+    search: &SearchSettings,
+    target: &str,
+) -> anyhow::Result<()> {
+    let wanted = search.wanted_indexes();
+    let started = std::time::Instant::now();
+    let built = search_index::create_missing(client, wanted)
+        .await
+        .with_context(|| format!("failed to build the search indexes of {target}"))?;
+    for index in &built {
+        println!("{target}: built the search index {}", index.name());
+    }
+    if !built.is_empty() {
+        println!(
+            "{target}: search indexes built in {:.1} s",
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(())

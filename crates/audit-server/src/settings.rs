@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use audit_core::batch::BatchLimits;
-use audit_core::config::{ConfigError, IngestSettings, PostgresSettings, Validate, invalid};
+use audit_core::config::{
+    ConfigError, IngestSettings, PostgresSettings, SearchSettings, Validate, invalid,
+};
 use audit_core::copy::SealColumn;
 use serde::{Deserialize, Serialize};
 
@@ -89,24 +91,6 @@ impl IntegritySettings {
 
     pub fn seal_interval(&self) -> Duration {
         Duration::from_millis(self.seal_interval_ms)
-    }
-}
-
-/// Reads that cannot use an index: how much of the table one page may look at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SearchSettings {
-    /// Ids one page of a reader scoped to some applications looks at, when the
-    /// `events_application_name_id` index does not exist; a page may then be short,
-    /// with a `next_page` that continues below what it looked at.
-    pub max_scan_rows: u32,
-}
-
-impl Default for SearchSettings {
-    fn default() -> Self {
-        Self {
-            max_scan_rows: 10_000,
-        }
     }
 }
 
@@ -492,9 +476,7 @@ impl Validate for Settings {
         if self.log.level.trim().is_empty() {
             return invalid("log.level", "must not be empty");
         }
-        if self.search.max_scan_rows == 0 {
-            return invalid("search.max_scan_rows", "must be at least 1");
-        }
+        self.search.validate()?;
         if self.stream.poll_interval_ms == 0 || self.stream.max_send_wait_ms == 0 {
             return invalid(
                 "stream",

@@ -11,7 +11,6 @@ use anyhow::Context;
 use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
-use audit_core::repository::APPLICATION_INDEX;
 use audit_core::storage_error::cause_chain;
 use audit_core::tree::Signing;
 use socket2::{Domain, Socket, Type};
@@ -134,7 +133,7 @@ impl Application {
         let cleanup = tokio::spawn(delete_expired_keys_periodically(self.state.clone()));
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
-        let index = tokio::spawn(detect_application_index_periodically(self.state.clone()));
+        let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
         // test drops this future.
         let (_stop_sealer, stop) = watch::channel(());
@@ -207,21 +206,22 @@ async fn probe_readiness_periodically(state: web::Data<AppState>) {
     }
 }
 
-/// Notices the optional index of scoped reads being created or dropped.
-async fn detect_application_index_periodically(state: web::Data<AppState>) {
+/// Notices the optional search indexes being created or dropped.
+async fn detect_search_indexes_periodically(state: web::Data<AppState>) {
     let mut interval = tokio::time::interval(INDEX_PROBE_INTERVAL);
     let mut known = None;
     loop {
         interval.tick().await;
         let repository = state.runtime().repository.clone();
-        if let Ok(found) = repository.refresh_application_index().await
+        if let Ok(found) = repository.refresh_search_indexes().await
             && known != Some(found)
         {
             known = Some(found);
+            let names: Vec<&str> = found.iter().map(|index| index.name()).collect();
             tracing::info!(
-                index = APPLICATION_INDEX,
-                found,
-                "scoped reads go through the index when it exists, else scan a bounded range"
+                indexes = ?names,
+                "filtered reads whose every condition has one of these indexes read through \
+                 them; others scan a bounded range of ids"
             );
         }
     }

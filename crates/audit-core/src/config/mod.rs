@@ -9,6 +9,7 @@
 
 mod ingest;
 mod postgres;
+mod search;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::ingest::IngestSettings;
 pub use crate::config::postgres::PostgresSettings;
+pub use crate::config::search::SearchSettings;
 
 /// The environment variable that names the config file when `--config` is not given.
 pub const CONFIG_PATH_VARIABLE: &str = "APP_CONFIG";
@@ -161,6 +163,9 @@ impl ConfigSource {
         let environment = Environment::default()
             .separator("__")
             .try_parsing(true)
+            // The one list a variable may set: `APP_SEARCH__INDEXES=application,time`.
+            .list_separator(",")
+            .with_list_parse_key("search.indexes")
             .source(Some(self.application_variables()?));
         let merged = builder.add_source(environment).build()?;
 
