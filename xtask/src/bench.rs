@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::chart::{self, Bar, ChartData};
 use crate::command::{cargo, last_output_line, render, run_checked, workspace_root};
 use crate::cpu::{CpuPerRequest, CpuSample};
+use crate::pgbench::{self, pgbench_command, run_pgbench};
 use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
 use crate::{bench_integrity, bench_memory};
 
@@ -176,6 +178,8 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         }
     }
     let peak_rss_kib = peak_rss_kib(server.id())?;
+    let (insert_ceiling, insert_cpu) =
+        measure_insert_ceiling(&context, &ingest_dsn, plan, server.id())?;
     // The ceiling moves with whatever else this shared machine does, so it is measured
     // before and after the ingest runs, and the ratios use the mean of the two.
     let ceiling_after = measure_ceiling(&context, plan.ceiling_rows)?;
@@ -191,6 +195,12 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         "raw COPY into a table with the optional (application_name, id) index: {indexed_copy:.0} rows/s ({:.2} of the ceiling)",
         indexed_copy / ceiling
     )?;
+    writeln!(
+        report,
+        "single-row INSERT ceiling (pgbench, one row per transaction, {} connections): {insert_ceiling:.0} rows/s",
+        (INSERT_CONNECTIONS / plan.connection_divisor).max(1)
+    )?;
+    writeln!(report, "    {}", insert_cpu.summary_with_client("pgbench"))?;
     for (batch_size, connections, mode, result, cpu) in &ingest {
         let events = result.requests_per_second * *batch_size as f64;
         let versus_off = match (
@@ -205,9 +215,17 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
                 result.requests_per_second / off.3.requests_per_second
             ),
         };
+        let versus_insert = if *batch_size == 1 {
+            format!(
+                "; {:.2}x the single-row INSERT ceiling",
+                events / insert_ceiling
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             report,
-            "POST {batch_size:>4} events, {connections:>3} clients, auth {mode:<6}: {events:>9.0} events/s ({:.2} of ceiling{versus_off}), {}",
+            "POST {batch_size:>4} events, {connections:>3} clients, auth {mode:<6}: {events:>9.0} events/s ({:.2} of ceiling{versus_insert}{versus_off}), {}",
             events / ceiling,
             result.latency_summary()
         )?;
@@ -271,13 +289,50 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
             &mut reads,
         )?;
     }
+    let large_page_url = format!("http://127.0.0.1:{PORT}/api/event?page_size={LARGE_PAGE}");
+    switch_auth_mode(&context, &read_dsn, "off", &read_tokens.all)?;
+    let large_page = run_wrk_measured(
+        &context,
+        server.id(),
+        &large_page_url,
+        None,
+        read_connections,
+        plan.run_seconds,
+        &read_tokens.all,
+    )?;
+    reads.push((format!("first page of {LARGE_PAGE}, auth off"), large_page));
+    let read_ceilings = ReadCeilings::measure(
+        &context,
+        &read_dsn,
+        deep_token,
+        (read_connections, server.id()),
+        plan,
+    )?;
+    writeln!(
+        report,
+        "pgbench ceilings of the server's own page queries (prepared, {read_connections} connections; the server idle):"
+    )?;
+    for (label, (rate, cpu)) in [
+        ("first page", &read_ceilings.first),
+        ("deep page", &read_ceilings.deep),
+        ("first page of 100", &read_ceilings.large),
+    ] {
+        writeln!(report, "  {label}: {rate:.0} queries/s")?;
+        writeln!(report, "      {}", cpu.summary_with_client("pgbench"))?;
+    }
     for (label, (result, cpu)) in &reads {
+        let events = if label.contains(&format!("of {LARGE_PAGE}")) {
+            LARGE_PAGE
+        } else {
+            10
+        };
         writeln!(
             report,
-            "GET {label} (10 events, table of {} rows): {:.0} requests/s ({:.3} of ceiling), {}",
+            "GET {label} ({events} events, table of {} rows): {:.0} requests/s ({:.3} of COPY ceiling; {:.2} of its pgbench ceiling), {}",
             plan.read_rows,
             result.requests_per_second,
             result.requests_per_second / ceiling,
+            result.requests_per_second / read_ceilings.for_label(label),
             result.latency_summary()
         )?;
         writeln!(report, "    {}", cpu.summary())?;
@@ -331,10 +386,137 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     if failed_runs > 0 {
         bail!("{failed_runs} runs had error responses or none at all; nothing written");
     }
+    let chart = ChartData {
+        ingest: (ingest.iter())
+            .filter(|run| run.2 == "off")
+            .map(|(batch_size, _, _, result, _)| {
+                let events = result.requests_per_second * *batch_size as f64;
+                (*batch_size, events, result.p50_ms, result.p99_ms)
+            })
+            .collect(),
+        copy_ceiling: ceiling,
+        insert_ceiling,
+        reads: [
+            ("first page", "first page, auth off"),
+            ("deep page", "page half-way deep, auth off"),
+            ("page of 100", "first page of 100, auth off"),
+        ]
+        .iter()
+        .filter_map(|(short, label)| {
+            let (_, (result, _)) = reads.iter().find(|(found, _)| found == label)?;
+            Some(Bar {
+                label: (*short).to_owned(),
+                service: result.requests_per_second,
+                ceiling: read_ceilings.for_label(label),
+                p50_ms: result.p50_ms,
+                p99_ms: result.p99_ms,
+            })
+        })
+        .collect(),
+    };
+    let chart_path = match &plan.output {
+        Some(output) => output.with_extension("svg"),
+        None => context.directory.join("chart.svg"),
+    };
+    chart::draw(&chart_path, &chart)?;
     if let Some(output) = &plan.output {
         write_report_section(&context, "bench", output, &report)?;
     }
     Ok(())
+}
+
+/// Rows per page of the larger GET.
+const LARGE_PAGE: usize = 100;
+/// Connections of the single-row INSERT ceiling.
+const INSERT_CONNECTIONS: u32 = 64;
+
+/// pgbench running the server's own page statements on the read table: queries/s,
+/// and the CPU each query cost.
+struct ReadCeilings {
+    first: (f64, CpuPerRequest),
+    deep: (f64, CpuPerRequest),
+    large: (f64, CpuPerRequest),
+}
+
+impl ReadCeilings {
+    /// `(connections, server_pid)`: pgbench's connections, and the idle server whose
+    /// CPU the breakdown leaves apart.
+    fn measure(
+        context: &BenchEnvironment,
+        dsn: &str,
+        deep_token: i64,
+        (connections, server_pid): (u32, u32),
+        plan: &BenchPlan,
+    ) -> anyhow::Result<Self> {
+        // The statements of `audit_core::repository`, with the server's limit (one
+        // more row than the page, to know whether a next page exists).
+        const COLUMNS: &str =
+            "SELECT id, event_ts, application_name, event_kind, payload::text FROM events";
+        let run = |name: &str, statement: String| -> anyhow::Result<(f64, CpuPerRequest)> {
+            let script = pgbench::script(&context.directory, name, &statement)?;
+            let mut command = pgbench_command(dsn, &script, connections, plan.run_seconds);
+            run_pgbench_measured(context, &mut command, server_pid, plan.run_seconds)
+        };
+        Ok(Self {
+            first: run("first-page", format!("{COLUMNS} ORDER BY id DESC LIMIT 11"))?,
+            deep: run(
+                "deep-page",
+                format!("{COLUMNS} WHERE id < {deep_token} ORDER BY id DESC LIMIT 11"),
+            )?,
+            large: run(
+                "large-page",
+                format!("{COLUMNS} ORDER BY id DESC LIMIT {}", LARGE_PAGE + 1),
+            )?,
+        })
+    }
+
+    /// The ceiling a GET run of this label is compared with.
+    fn for_label(&self, label: &str) -> f64 {
+        if label.contains(&format!("of {LARGE_PAGE}")) {
+            self.large.0
+        } else if label.starts_with("page half-way deep") {
+            self.deep.0
+        } else {
+            self.first.0
+        }
+    }
+}
+
+/// A pgbench run, with the CPU each transaction cost PostgreSQL and the rest (pgbench
+/// and the kernel); the server on `server_pid` stays idle meanwhile.
+fn run_pgbench_measured(
+    context: &BenchEnvironment,
+    command: &mut Command,
+    server_pid: u32,
+    seconds: u32,
+) -> anyhow::Result<(f64, CpuPerRequest)> {
+    context.record(command);
+    let before = CpuSample::take(server_pid)?;
+    let rate = run_pgbench(command)?;
+    let after = CpuSample::take(server_pid)?;
+    Ok((rate, before.per_request(&after, rate * f64::from(seconds))))
+}
+
+/// pgbench inserting one row per transaction into the emptied ingest table, over
+/// [`INSERT_CONNECTIONS`] connections: what PostgreSQL commits with no grouping.
+fn measure_insert_ceiling(
+    context: &BenchEnvironment,
+    dsn: &str,
+    plan: &BenchPlan,
+    server_pid: u32,
+) -> anyhow::Result<(f64, CpuPerRequest)> {
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "TRUNCATE events"]))?;
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "CHECKPOINT"]))?;
+    let script = pgbench::script(
+        &context.directory,
+        "single-insert",
+        "INSERT INTO events (event_ts, application_name, event_kind, payload) VALUES \
+         ('2023-12-05T12:55:52.805022Z', 'grease_monkey', 'UserLogin', \
+         '{\"username\":\"user_00000001\"}')",
+    )?;
+    let connections = (INSERT_CONNECTIONS / plan.connection_divisor).max(1);
+    let mut command = pgbench_command(dsn, &script, connections, plan.run_seconds);
+    run_pgbench_measured(context, &mut command, server_pid, plan.run_seconds)
 }
 
 /// Writes `figures` with the commands that measured them and the machine into the

@@ -7,7 +7,8 @@
 //!    through them.
 //! 3. wrk asks, two connections at a time, for the first page and a page half-way
 //!    through the matches of each of: a rare application, a common one, one kind, a
-//!    one-hour window, a one-month window, an application plus one day.
+//!    one-hour window, a one-month window, an application plus one day; pgbench runs
+//!    the first page's statement over two connections, the ceiling.
 //! 4. For each index set (none, each alone, the three, the payload's GIN): 100-event
 //!    POSTs of varied events through a fresh server and database, and a raw COPY of 1M
 //!    such rows into a table with the same indexes; ratios against the COPY without.
@@ -26,6 +27,7 @@ use crate::bench::{
     write_server_config,
 };
 use crate::command::run_checked;
+use crate::pgbench::{self, pgbench_command, run_pgbench};
 use crate::wrk::{WrkResult, run_wrk, wrk_command};
 
 const SEARCH_DATABASE: &str = "audit_bench_search";
@@ -241,6 +243,19 @@ fn measure_reads(
             query.parameters
         );
         let deep_url = format!("{first_url}&page_token={deep_token}");
+        let ceiling_script = pgbench::script(
+            &context.directory,
+            "filtered-page",
+            &format!(
+                "SELECT id, event_ts, application_name, event_kind, payload::text FROM events \
+                 WHERE id < {} AND {} ORDER BY id DESC LIMIT 11",
+                i64::MAX,
+                query.condition
+            ),
+        )?;
+        let mut ceiling_command = pgbench_command(dsn, &ceiling_script, 2, plan.read_seconds);
+        context.record(&ceiling_command);
+        let ceiling = run_pgbench(&mut ceiling_command)?;
         let first_events = events_on_page(&first_url)?;
         let deep_events = events_on_page(&deep_url)?;
         let mut line = format!("{:<34} {matches:>8} matches:", query.label);
@@ -257,10 +272,11 @@ fn measure_reads(
         };
         write!(
             line,
-            " first {:.2} / {:.2} ms {:.0}/s ({first_events} events); deep {:.2} / {:.2} ms {:.0}/s ({deep_events} events); deep/first p50 {:.2}",
+            " first {:.2} / {:.2} ms {:.0}/s ({first_events} events; {:.2} of pgbench's {ceiling:.0}/s); deep {:.2} / {:.2} ms {:.0}/s ({deep_events} events); deep/first p50 {:.2}",
             first.p50_ms,
             first.p99_ms,
             first.requests_per_second,
+            first.requests_per_second / ceiling,
             deep.p50_ms,
             deep.p99_ms,
             deep.requests_per_second,

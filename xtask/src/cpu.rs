@@ -62,8 +62,13 @@ impl CpuSample {
 impl CpuPerRequest {
     /// `CPU per request: server .. us, PostgreSQL .. us, rest .. us; machine ..% busy`.
     pub fn summary(&self) -> String {
+        self.summary_with_client("wrk")
+    }
+
+    /// The summary, naming the load client whose CPU is in the rest.
+    pub fn summary_with_client(&self, client: &str) -> String {
         format!(
-            "CPU per request: server {:.1} us, PostgreSQL {:.1} us, rest (wrk, kernel) {:.1} us; cores {:.0}% busy",
+            "CPU per request: server {:.1} us, PostgreSQL {:.1} us, rest ({client}, kernel) {:.1} us; cores {:.0}% busy",
             self.server_us,
             self.postgres_us,
             self.rest_us,
@@ -101,7 +106,20 @@ fn machine_ticks(stat: &str) -> anyhow::Result<(u64, u64)> {
     Ok((total - idle, total))
 }
 
-/// Ticks of every process named `postgres` (the postmaster, backends and helpers).
+/// utime + stime + cutime + cstime: the process's own time and that of its children
+/// it has reaped.
+fn process_and_children_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<u64> = (after_name.split_whitespace().skip(11).take(4))
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (fields.len() == 4).then(|| fields.iter().sum())
+}
+
+/// Ticks of every process named `postgres` (the postmaster, backends and helpers),
+/// with those of backends that have ended: the postmaster reaps them, so their time is
+/// in its children's (a pgbench run opens and closes its connections within the run).
 fn postgres_ticks() -> anyhow::Result<u64> {
     let mut ticks = 0;
     for entry in fs::read_dir("/proc")? {
@@ -111,7 +129,7 @@ fn postgres_ticks() -> anyhow::Result<u64> {
             continue;
         };
         if stat.contains(" (postgres) ") {
-            ticks += process_ticks(&stat).unwrap_or(0);
+            ticks += process_and_children_ticks(&stat).unwrap_or(0);
         }
     }
     Ok(ticks)
@@ -125,6 +143,8 @@ mod tests {
     fn process_ticks_count_fields_after_the_command_name() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(process_ticks(stat), Some(300));
+        let with_children = "42 (postgres) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 1 0";
+        assert_eq!(process_and_children_ticks(with_children), Some(350));
     }
 
     #[test]

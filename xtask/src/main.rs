@@ -14,8 +14,10 @@ mod bench_export;
 mod bench_integrity;
 mod bench_memory;
 mod bench_search;
+mod chart;
 mod command;
 mod cpu;
+mod pgbench;
 mod wrk;
 
 use std::path::PathBuf;
