@@ -183,7 +183,7 @@ impl TestApp {
             .into_new_token(time::OffsetDateTime::now_utc())
             .unwrap();
         let secret =
-            access::create_token(self.state.runtime().repository.pool(), &token, &Actor::Cli)
+            access::create_token(&self.state.runtime().repository.pool(), &token, &Actor::Cli)
                 .await
                 .unwrap();
         reread_tokens(&self.state).await.unwrap();

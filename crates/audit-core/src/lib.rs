@@ -19,6 +19,7 @@ pub mod repository;
 pub mod search_index;
 pub mod storage_error;
 pub mod tail;
+pub mod thread_pools;
 pub mod timestamp;
 pub mod tree;
 pub mod writer;

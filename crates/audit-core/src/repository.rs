@@ -17,6 +17,7 @@ use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
+use crate::thread_pools::ThreadPools;
 use crate::timestamp::EventTimestamp;
 
 /// The first page: no bound to check. (One statement for both, with the first page
@@ -95,7 +96,8 @@ pub struct PageEnd {
 /// Reads events through a connection pool.
 #[derive(Clone, Debug)]
 pub struct EventRepository {
-    pool: Pool,
+    /// The calling thread's connections ([`ThreadPools`]).
+    pools: ThreadPools,
     /// Bound of every call, from the statement timeout: a frozen server cannot hang it.
     deadline: Duration,
     /// The optional indexes that exist and are valid, as last checked
@@ -104,9 +106,9 @@ pub struct EventRepository {
 }
 
 impl EventRepository {
-    pub fn new(pool: Pool, statement_timeout: Duration) -> Self {
+    pub fn new(pools: ThreadPools, statement_timeout: Duration) -> Self {
         Self {
-            pool,
+            pools,
             deadline: call_deadline(statement_timeout),
             search_indexes: Arc::default(),
         }
@@ -120,7 +122,7 @@ impl EventRepository {
     /// Checks which optional indexes exist and are valid (not a concurrent build in
     /// progress), and reads accordingly from now on.
     pub async fn refresh_search_indexes(&self) -> Result<SearchIndexes, StorageError> {
-        let client = connection_from(&self.pool).await?;
+        let client = connection_from(&self.pools.current()).await?;
         let found = bounded(client, self.deadline, timed_out, async |client| {
             search_index::existing(client).await
         })
@@ -129,8 +131,14 @@ impl EventRepository {
         Ok(found)
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The calling thread's pool: its connections' I/O runs on this thread.
+    pub fn pool(&self) -> Pool {
+        self.pools.current()
+    }
+
+    /// Every thread's connections, as one pool's status with `pool_size` its largest.
+    pub fn pool_status(&self, pool_size: usize) -> deadpool_postgres::Status {
+        self.pools.status(pool_size)
     }
 
     /// Hands up to `limit` events of the applications in `scope`, newest first, with
@@ -145,7 +153,7 @@ impl EventRepository {
         max_scan_rows: i64,
         accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
-        let client = connection_from(&self.pool).await?;
+        let client = connection_from(&self.pools.current()).await?;
         let indexed = self.search_indexes().contains(SearchIndex::Application);
         bounded(client, self.deadline, timed_out, async |client| {
             if let (Applications::Only(applications), false) = (scope, indexed) {
@@ -209,7 +217,7 @@ impl EventRepository {
             return Ok(PageEnd::default());
         };
         let indexes = self.search_indexes();
-        let client = connection_from(&self.pool).await?;
+        let client = connection_from(&self.pools.current()).await?;
         bounded(client, self.deadline, timed_out, async |client| {
             if !values.has_conditions() {
                 return read_unfiltered(client, direction, token, limit, accept).await;
@@ -231,7 +239,7 @@ impl EventRepository {
 
     /// Succeeds when the database answers and has every migration of this build.
     pub async fn check_ready(&self) -> Result<(), StorageError> {
-        let client = connection_from(&self.pool).await?;
+        let client = connection_from(&self.pools.current()).await?;
         bounded(client, self.deadline, timed_out, async |client| {
             check_schema(client).await
         })

@@ -149,7 +149,8 @@ async fn apply(state: &AppState, actor: &Actor) -> Result<ReloadSummary, ReloadE
     // leaves it to the upkeep.
     if summary.changed.contains_key(AUTH_MODE_KEY) {
         let mode = runtime.settings.auth.mode.as_str();
-        if let Err(error) = access::record_auth_mode(runtime.repository.pool(), mode, actor).await {
+        if let Err(error) = access::record_auth_mode(&runtime.repository.pool(), mode, actor).await
+        {
             tracing::warn!(error = %cause_chain(&error), "the change of auth.mode could not be recorded in the log");
         }
     }

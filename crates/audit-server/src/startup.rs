@@ -178,7 +178,7 @@ async fn delete_expired_keys_periodically(state: web::Data<AppState>) {
         let runtime = state.runtime();
         let settings = &runtime.settings.idempotency;
         tokio::time::sleep(settings.cleanup_interval()).await;
-        let pool = runtime.repository.pool();
+        let pool = &runtime.repository.pool();
         match idempotency::delete_expired(pool, settings.ttl()).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use audit_core::config::{ConfigSource, PostgresSettings};
 use audit_core::database::{self, DatabaseError};
 use audit_core::repository::EventRepository;
+use audit_core::thread_pools::ThreadPools;
 use audit_core::writer::{EventWriter, WriterLimits};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -31,7 +32,7 @@ impl Runtime {
     /// Builds the pool and starts the writer; connects lazily, so this succeeds while
     /// the database is down.
     pub fn start(settings: Settings) -> Result<Self, DatabaseError> {
-        let pool = database::build_pool(&settings.postgres)?;
+        let pools = ThreadPools::new(&settings.postgres, settings.http.worker_threads())?;
         // The writer has connections of its own, one per writer task. A connection's
         // I/O runs on the runtime that opened it; the writer's runtime has a thread of
         // its own, and connections shared with the HTTP workers would bounce every COPY
@@ -46,7 +47,7 @@ impl Runtime {
         };
         let writer = EventWriter::start(writer_pool, &settings.ingest, limits);
         Ok(Self {
-            repository: EventRepository::new(pool, settings.postgres.statement_timeout()),
+            repository: EventRepository::new(pools, settings.postgres.statement_timeout()),
             writer,
             settings,
         })

@@ -28,7 +28,7 @@ pub async fn keep_tokens_current(state: web::Data<AppState>) {
     let mut failing = false;
     loop {
         let runtime = state.runtime();
-        let pool = runtime.repository.pool();
+        let pool = &runtime.repository.pool();
         let mode = runtime.settings.auth.mode;
         let outcome = async {
             reread_tokens(&state).await?;
@@ -73,7 +73,7 @@ pub async fn keep_tokens_current(state: web::Data<AppState>) {
 /// Rereads every token into the cache.
 pub async fn reread_tokens(state: &AppState) -> Result<(), StorageError> {
     let runtime = state.runtime();
-    let tokens = access::load_tokens(runtime.repository.pool()).await?;
+    let tokens = access::load_tokens(&runtime.repository.pool()).await?;
     state.tokens.replace(tokens);
     Ok(())
 }

@@ -17,7 +17,7 @@ pub async fn list_tokens(
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &request)?;
     let runtime = state.runtime();
-    let tokens = access::list_tokens(runtime.repository.pool()).await?;
+    let tokens = access::list_tokens(&runtime.repository.pool()).await?;
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
 
@@ -45,7 +45,7 @@ pub async fn create_token(
             }])
         })?;
     let runtime = state.runtime();
-    let secret = access::create_token(runtime.repository.pool(), &token, &actor)
+    let secret = access::create_token(&runtime.repository.pool(), &token, &actor)
         .await
         .map_err(|error| match error {
             CreateError::NameTaken(_) => ApiError::Conflict(error.to_string()),
@@ -69,7 +69,7 @@ pub async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin(&state, &request)?;
     let runtime = state.runtime();
-    let outcome = access::revoke_token(runtime.repository.pool(), &name, &actor).await?;
+    let outcome = access::revoke_token(&runtime.repository.pool(), &name, &actor).await?;
     reread(&state).await;
     match outcome {
         RevokeOutcome::Unknown => Err(ApiError::TokenNotFound(format!("no token is named {name:?}"))),

@@ -116,7 +116,7 @@ async fn post_keyed(
     per_application: Vec<(String, u64)>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = runtime.settings.idempotency.ttl();
-    let pool = runtime.repository.pool();
+    let pool = &runtime.repository.pool();
     let write = KeyedWrite {
         key,
         request_hash,

@@ -224,7 +224,7 @@ async fn with_connection<T>(
     runtime: &Runtime,
     work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, ProofReadError>,
 ) -> Result<T, ApiError> {
-    let client = connection_from(runtime.repository.pool()).await?;
+    let client = connection_from(&runtime.repository.pool()).await?;
     let deadline = call_deadline(runtime.settings.postgres.statement_timeout());
     let outcome = bounded(client, deadline, timed_out, async |client| {
         match work(client).await {
