@@ -670,8 +670,23 @@ fn run_wrk_measured(
     let before = CpuSample::take(server_pid)?;
     let result = run_wrk(&mut command)?;
     let after = CpuSample::take(server_pid)?;
+    if result.non_success > 0 {
+        print_error_responses();
+    }
     let requests = result.requests_per_second * f64::from(seconds);
     Ok((result, before.per_request(&after, requests)))
+}
+
+/// What the server answered besides 2xx so far, from its own metrics, so that a
+/// failed run says which errors it saw.
+fn print_error_responses() {
+    let metrics = curl(&["-s", &format!("http://127.0.0.1:{PORT}/metrics")]).unwrap_or_default();
+    for line in metrics
+        .lines()
+        .filter(|line| line.starts_with("http_responses_total") && !line.contains("status=\"2"))
+    {
+        eprintln!("error responses so far: {line}");
+    }
 }
 
 fn read_dsn_server(context: &BenchEnvironment) -> String {

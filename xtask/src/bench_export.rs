@@ -15,11 +15,13 @@ use crate::bench::{PORT, curl, rss_kib};
 const SMALL_EXPORT: u64 = 10_000;
 
 /// Exports the last 10,000 then all `rows` events of the table the server on `pid`
-/// serves, sampling its RSS during each; the report lines.
-pub(crate) fn export_figures(pid: u32, rows: u64) -> anyhow::Result<String> {
+/// serves (the database at `dsn`), sampling its RSS during each, and has psql copy the
+/// same rows in the same order to /dev/null, the ceiling; the report lines.
+pub(crate) fn export_figures(pid: u32, dsn: &str, rows: u64) -> anyhow::Result<String> {
     let after = rows.saturating_sub(SMALL_EXPORT);
     let (small, small_rss) = timed_export(pid, &format!("after={after}"))?;
     let (whole, whole_rss) = timed_export(pid, "")?;
+    let ceiling = copy_out_seconds(dsn)?;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut report = String::new();
     writeln!(
@@ -31,12 +33,32 @@ pub(crate) fn export_figures(pid: u32, rows: u64) -> anyhow::Result<String> {
     )?;
     writeln!(
         report,
+        "    ceiling: psql copying the same rows in id order to /dev/null (COPY ... TO STDOUT, text): {ceiling:.1} s, {:.0} rows/s; the export runs at {:.2} of that rate",
+        rows as f64 / ceiling,
+        ceiling / whole.seconds
+    )?;
+    writeln!(
+        report,
         "    server RSS at most {:.1} MiB during it, {:.1} MiB during an export of the last {SMALL_EXPORT} ({:.2} s)",
         mib(whole_rss),
         mib(small_rss),
         small.seconds
     )?;
     Ok(report)
+}
+
+/// Seconds psql takes to copy the whole table, the export's columns in its order, to
+/// /dev/null: PostgreSQL's own fastest way out for the same rows.
+fn copy_out_seconds(dsn: &str) -> anyhow::Result<f64> {
+    let copy = "\\copy (SELECT id, event_ts, application_name, event_kind, payload::text \
+                FROM events ORDER BY id) TO '/dev/null'";
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("psql")
+        .args(["-q", dsn, "-c", copy])
+        .status()
+        .context("failed to run psql")?;
+    anyhow::ensure!(status.success(), "psql's copy of the table failed");
+    Ok(started.elapsed().as_secs_f64())
 }
 
 struct Transfer {

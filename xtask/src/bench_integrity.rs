@@ -324,7 +324,7 @@ pub(crate) fn proofs_and_verifier(
     let proof = runs.pop().context("no proof run")?;
     let proof_alone = runs.pop().context("no proof run")?;
     // The server on the read table is up: the export is measured here too.
-    let export_report = crate::bench_export::export_figures(server.id(), rows)?;
+    let export_report = crate::bench_export::export_figures(server.id(), read_dsn, rows)?;
     let _ = server.kill();
     let _ = server.wait();
     let mut verify = Command::new(context.binaries.join("audit-server"));
