@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// One run of the service, with what it is compared against.
@@ -139,27 +140,42 @@ fn draw_reads<DB: DrawingBackend>(
         .disable_x_mesh()
         .draw()
         .map_err(chart_error)?;
-    for (offset, color, label, value) in [
-        (
-            -0.36,
-            SERVICE,
-            "service",
-            (|bar: &Bar| bar.service) as fn(&Bar) -> f64,
-        ),
-        (0.02, CEILING, "pgbench ceiling", |bar: &Bar| bar.ceiling),
-    ] {
+    let pairs: Vec<(f64, f64)> = (data.reads.iter())
+        .map(|bar| (bar.service, bar.ceiling))
+        .collect();
+    draw_pairs(
+        &mut chart,
+        &pairs,
+        0.0,
+        ["service", "pgbench ceiling"],
+        SeriesLabelPosition::UpperRight,
+    )
+}
+
+/// Two bars at each category, the first of each pair left of the second, with a
+/// legend naming them; bars rise from `floor`.
+fn draw_pairs<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+    pairs: &[(f64, f64)],
+    floor: f64,
+    names: [&str; 2],
+    legend: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    let sides = [(-0.36, SERVICE, names[0]), (0.02, CEILING, names[1])];
+    for (side, (offset, color, name)) in sides.into_iter().enumerate() {
         chart
-            .draw_series(data.reads.iter().enumerate().map(|(index, bar)| {
+            .draw_series(pairs.iter().enumerate().map(|(index, pair)| {
                 let x = index as f64 + offset;
-                Rectangle::new([(x, 0.0), (x + 0.34, value(bar))], color.filled())
+                let value = if side == 0 { pair.0 } else { pair.1 };
+                Rectangle::new([(x, floor), (x + 0.34, value)], color.filled())
             }))
             .map_err(chart_error)?
-            .label(label)
+            .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -197,32 +213,14 @@ fn draw_latency<DB: DrawingBackend>(
         .disable_x_mesh()
         .draw()
         .map_err(chart_error)?;
-    for (offset, color, label, value) in [
-        (
-            -0.36,
-            SERVICE,
-            "p50",
-            (|run: &(String, f64, f64)| run.1) as fn(&(String, f64, f64)) -> f64,
-        ),
-        (0.02, CEILING, "p99", |run: &(String, f64, f64)| run.2),
-    ] {
-        chart
-            .draw_series(runs.iter().enumerate().map(|(index, run)| {
-                let x = index as f64 + offset;
-                Rectangle::new([(x, 0.05), (x + 0.34, value(run))], color.filled())
-            }))
-            .map_err(chart_error)?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(chart_error)?;
-    Ok(())
+    let pairs: Vec<(f64, f64)> = runs.iter().map(|run| (run.1, run.2)).collect();
+    draw_pairs(
+        &mut chart,
+        &pairs,
+        0.05,
+        ["p50", "p99"],
+        SeriesLabelPosition::UpperLeft,
+    )
 }
 
 /// The label of the category at `x` (categories sit at 0, 1, 2, ...), none between.
@@ -238,4 +236,41 @@ fn chart_error<E: std::error::Error + Send + Sync>(
     error: DrawingAreaErrorKind<E>,
 ) -> anyhow::Error {
     anyhow::anyhow!("drawing the chart failed: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_names_every_run_and_both_ceilings() {
+        let bar = |label: &str, service| Bar {
+            label: label.to_owned(),
+            service,
+            ceiling: 60_000.0,
+            p50_ms: 0.9,
+            p99_ms: 12.0,
+        };
+        let data = ChartData {
+            ingest: vec![(1, 70_000.0, 1.6, 3.4), (100, 575_000.0, 5.5, 57.0)],
+            copy_ceiling: 700_000.0,
+            insert_ceiling: 30_000.0,
+            reads: vec![bar("first page", 30_000.0), bar("page of 100", 14_000.0)],
+        };
+        let path = std::env::temp_dir().join(format!("chart-test-{}.svg", std::process::id()));
+        draw(&path, &data).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for text in [
+            "<svg",
+            "raw COPY ceiling",
+            "single-row INSERT ceiling",
+            "pgbench ceiling",
+            "page of 100",
+            "POST 100",
+            "p99",
+        ] {
+            assert!(svg.contains(text), "{text} missing from the chart");
+        }
+    }
 }

@@ -342,17 +342,46 @@ async fn read_indexed(
             token.unwrap_or(i64::MIN),
         ),
     };
-    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&token, &limit];
-    let mut query = format!("{SELECT_EVENTS_WHERE}{keyset}");
-    values.push_conditions(&mut query, &mut parameters);
-    query.push_str(order);
-    let statement = client.prepare(&query).await.map_err(classify)?;
-    let rows = client
-        .query_raw(&statement, parameters)
-        .await
-        .map_err(classify)?;
-    hand_over(rows, accept).await?;
+    let parameters: Vec<&(dyn ToSql + Sync)> = vec![&token, &limit];
+    let statement = Built::new(keyset, values, parameters, order);
+    let prepared = client.prepare(&statement.query).await.map_err(classify)?;
+    statement.run(client, &prepared, accept).await?;
     Ok(PageEnd::default())
+}
+
+/// A statement built at run time: `SELECT_EVENTS_WHERE`, the first condition, the
+/// filter's conditions, the order; with its parameters.
+struct Built<'a> {
+    query: String,
+    parameters: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Built<'a> {
+    fn new(
+        first_condition: &str,
+        values: &'a FilterValues<'_>,
+        mut parameters: Vec<&'a (dyn ToSql + Sync)>,
+        order: &str,
+    ) -> Self {
+        let mut query = format!("{SELECT_EVENTS_WHERE}{first_condition}");
+        values.push_conditions(&mut query, &mut parameters);
+        query.push_str(order);
+        Self { query, parameters }
+    }
+
+    /// Runs it as `prepared` and hands the rows to `accept`.
+    async fn run(
+        self,
+        client: &deadpool_postgres::Client,
+        prepared: &tokio_postgres::Statement,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let rows = client
+            .query_raw(prepared, self.parameters)
+            .await
+            .map_err(classify)?;
+        hand_over(rows, accept).await
+    }
 }
 
 /// The matching events of one window of ids, in the page's direction.
@@ -364,19 +393,14 @@ async fn read_window(
     limit: i64,
     accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
 ) -> Result<PageEnd, StorageError> {
-    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&window.low, &window.high, &limit];
-    let mut query = format!("{SELECT_EVENTS_WHERE}id BETWEEN $1 AND $2");
-    values.push_conditions(&mut query, &mut parameters);
-    query.push_str(match direction {
+    let parameters: Vec<&(dyn ToSql + Sync)> = vec![&window.low, &window.high, &limit];
+    let order = match direction {
         Direction::Descending => " ORDER BY id DESC LIMIT $3",
         Direction::Ascending => " ORDER BY id LIMIT $3",
-    });
-    let statement = client.prepare_cached(&query).await.map_err(classify)?;
-    let rows = client
-        .query_raw(&statement, parameters)
-        .await
-        .map_err(classify)?;
-    hand_over(rows, accept).await?;
+    };
+    let statement = Built::new("id BETWEEN $1 AND $2", values, parameters, order);
+    let prepared = (client.prepare_cached(&statement.query).await).map_err(classify)?;
+    statement.run(client, &prepared, accept).await?;
     Ok(PageEnd {
         continue_at: window.continue_at,
     })
