@@ -679,19 +679,7 @@ async fn with_the_index_a_scoped_readers_pages_are_full() {
     let writer = app.writer_of("writer", &["*"]).await;
     let reader = app.reader_of("reader-c", &["c", "x"]).await;
     let expected = post_with_rare_c(&app, &writer).await;
-    app.database
-        .client()
-        .await
-        .batch_execute(&SearchIndex::Application.create_statement())
-        .await
-        .unwrap();
-    let found = app
-        .state
-        .runtime()
-        .repository
-        .refresh_search_indexes()
-        .await;
-    assert!(found.unwrap().contains(SearchIndex::Application));
+    app.build_search_indexes(&[SearchIndex::Application]).await;
 
     let pages = pages_as(&app, &reader, 3).await;
 

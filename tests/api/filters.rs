@@ -200,24 +200,6 @@ async fn matching(app: &TestApp, filter: &Filter, ids: Option<&[i64]>) -> Vec<i6
         .await
 }
 
-/// Builds `indexes` in the app's database and has its repository read through them.
-async fn build_indexes(app: &TestApp, indexes: &[SearchIndex]) {
-    let client = app.database.client().await;
-    for index in indexes {
-        client
-            .batch_execute(&index.create_statement())
-            .await
-            .unwrap();
-    }
-    let found = app
-        .state
-        .runtime()
-        .repository
-        .refresh_search_indexes()
-        .await;
-    assert_eq!(found.unwrap(), indexes.iter().copied().collect());
-}
-
 #[tokio::test]
 async fn every_filter_walked_both_ways_matches_the_sql_ground_truth_under_writers() {
     walks_match_the_sql_ground_truth_under_writers(&[]).await;
@@ -232,7 +214,7 @@ async fn with_every_search_index_the_walks_match_the_ground_truth_in_full_pages(
 
 async fn walks_match_the_sql_ground_truth_under_writers(indexes: &[SearchIndex]) {
     let app = Arc::new(spawn_app_with(|settings| settings.search.max_scan_rows = SCAN_ROWS).await);
-    build_indexes(&app, indexes).await;
+    app.build_search_indexes(indexes).await;
     let full_pages = !indexes.is_empty();
     let mut rng = StdRng::seed_from_u64(15);
     for _ in 0..6 {
@@ -348,7 +330,8 @@ async fn a_condition_without_its_index_keeps_the_page_to_one_window() {
     let events: Vec<Value> = (0..100).map(|_| random_event(&mut rng)).collect();
     app.post_events(&Value::Array(events)).await;
     let highest: i64 = app.database.column("SELECT max(id) FROM events").await[0];
-    build_indexes(&app, &[SearchIndex::Application, SearchIndex::Time]).await;
+    app.build_search_indexes(&[SearchIndex::Application, SearchIndex::Time])
+        .await;
 
     // Served by the application index: the whole answer (none) at once.
     let page = json_body(app.get_events("?application_name=nobody").await).await;

@@ -7,6 +7,7 @@ use std::io::Write;
 use actix_web::web;
 use audit_core::access::{self, Actor, TokenRequest};
 use audit_core::config::ConfigSource;
+use audit_core::search_index::SearchIndex;
 use audit_server::auth::upkeep::reread_tokens;
 use audit_server::settings::{AuthMode, Settings};
 use audit_server::startup::Application;
@@ -103,6 +104,25 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// Builds `indexes` in the app's database and has its repository read through
+    /// them at once (the server would notice within 5 s).
+    pub async fn build_search_indexes(&self, indexes: &[SearchIndex]) {
+        let client = self.database.client().await;
+        for index in indexes {
+            client
+                .batch_execute(&index.create_statement())
+                .await
+                .unwrap();
+        }
+        let found = self
+            .state
+            .runtime()
+            .repository
+            .refresh_search_indexes()
+            .await;
+        assert_eq!(found.unwrap(), indexes.iter().copied().collect());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
