@@ -681,10 +681,9 @@ fn run_wrk_measured(
 /// failed run says which errors it saw.
 fn print_error_responses() {
     let metrics = curl(&["-s", &format!("http://127.0.0.1:{PORT}/metrics")]).unwrap_or_default();
-    for line in metrics
-        .lines()
-        .filter(|line| line.starts_with("http_responses_total") && !line.contains("status=\"2"))
-    {
+    for line in metrics.lines().filter(|line| {
+        line.starts_with("http_responses_total") && !line.contains("status_code=\"2")
+    }) {
         eprintln!("error responses so far: {line}");
     }
 }

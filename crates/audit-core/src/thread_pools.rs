@@ -8,9 +8,11 @@
 //! two wake-ups of another thread per query. Measured on 10-event GETs over two
 //! connections: p50 150 us with the shared pool, 60-70 us with a pool per thread.
 //!
-//! `postgres.pool_size` is shared out among the HTTP workers: each thread opens at
-//! most `pool_size / threads` (rounded up) connections. Threads other than the
-//! workers (the main thread's background tasks) get a pool of that size too.
+//! Each thread may open up to `postgres.pool_size` connections, as many as the one
+//! shared pool allowed: a worker that holds most of the clients must not wait for
+//! connections another worker leaves idle. (Sharing `pool_size` out among the workers
+//! was tried: two of four benchmark runs then had a few requests wait out
+//! `acquire_timeout_ms` under full read load, and answer 503.)
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -54,18 +56,14 @@ thread_local! {
 }
 
 impl ThreadPools {
-    /// Pools of `settings` for `threads` threads that share `pool_size`. Builds one
-    /// pool at once, so that settings that cannot make a pool fail here, not on the
-    /// first request.
-    pub fn new(settings: &PostgresSettings, threads: usize) -> Result<Self, DatabaseError> {
-        let per_thread = PostgresSettings {
-            pool_size: settings.pool_size.div_ceil(threads.max(1)).max(1),
-            ..settings.clone()
-        };
-        let first = build_pool(&per_thread)?;
+    /// Pools of `settings`, each of up to `pool_size` connections. Builds one pool at
+    /// once, so that settings that cannot make a pool fail here, not on the first
+    /// request.
+    pub fn new(settings: &PostgresSettings) -> Result<Self, DatabaseError> {
+        let first = build_pool(settings)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                settings: per_thread,
+                settings: settings.clone(),
                 first,
                 pools: Mutex::default(),
             }),
@@ -134,12 +132,12 @@ mod tests {
 
     #[test]
     fn each_thread_gets_a_pool_of_its_own_and_keeps_it() {
-        let pools = ThreadPools::new(&settings(8), 2).unwrap();
+        let pools = ThreadPools::new(&settings(8)).unwrap();
         let here = pools.current();
-        assert_eq!(here.status().max_size, 4);
+        assert_eq!(here.status().max_size, 8);
         let again = pools.current();
         let there = std::thread::scope(|scope| scope.spawn(|| pools.current()).join().unwrap());
-        assert_eq!(there.status().max_size, 4);
+        assert_eq!(there.status().max_size, 8);
         // The same pool twice on one thread, another on the other: two pools in all.
         assert_eq!(pools.lock().len(), 2);
         drop((here, again, there));
@@ -147,11 +145,11 @@ mod tests {
 
     #[test]
     fn dropped_settings_close_their_pools_and_leave_the_thread() {
-        let first = ThreadPools::new(&settings(2), 1).unwrap();
+        let first = ThreadPools::new(&settings(2)).unwrap();
         let pool = first.current();
         drop(first);
         assert!(pool.is_closed());
-        let second = ThreadPools::new(&settings(2), 1).unwrap();
+        let second = ThreadPools::new(&settings(2)).unwrap();
         second.current();
         POOLS.with(|pools| assert_eq!(pools.borrow().len(), 1));
     }

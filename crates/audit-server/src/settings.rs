@@ -349,15 +349,6 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
-    /// The HTTP worker threads the server runs: `workers`, or one per core as actix
-    /// starts by default.
-    pub fn worker_threads(&self) -> usize {
-        match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            workers => workers,
-        }
-    }
-
     pub fn request_head_timeout(&self) -> Duration {
         Duration::from_millis(self.request_head_timeout_ms)
     }

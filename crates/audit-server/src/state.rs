@@ -32,7 +32,7 @@ impl Runtime {
     /// Builds the pool and starts the writer; connects lazily, so this succeeds while
     /// the database is down.
     pub fn start(settings: Settings) -> Result<Self, DatabaseError> {
-        let pools = ThreadPools::new(&settings.postgres, settings.http.worker_threads())?;
+        let pools = ThreadPools::new(&settings.postgres)?;
         // The writer has connections of its own, one per writer task. A connection's
         // I/O runs on the runtime that opened it; the writer's runtime has a thread of
         // its own, and connections shared with the HTTP workers would bounce every COPY
