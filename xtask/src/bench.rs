@@ -161,8 +161,7 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         for mode in AUTH_MODES {
             switch_auth_mode(&context, &ingest_dsn, mode, &ingest_tokens.all)?;
             // Each run starts from an empty table and a clean checkpoint.
-            run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "TRUNCATE events"]))?;
-            run_checked(Command::new("psql").args(["-q", &ingest_dsn, "-c", "CHECKPOINT"]))?;
+            empty_events(&ingest_dsn)?;
             let script = post_script(&context.directory, batch_size)?;
             let connections = (connections / plan.connection_divisor).max(1);
             let (result, cpu) = run_wrk_measured(
@@ -505,8 +504,7 @@ fn measure_insert_ceiling(
     plan: &BenchPlan,
     server_pid: u32,
 ) -> anyhow::Result<(f64, CpuPerRequest)> {
-    run_checked(Command::new("psql").args(["-q", dsn, "-c", "TRUNCATE events"]))?;
-    run_checked(Command::new("psql").args(["-q", dsn, "-c", "CHECKPOINT"]))?;
+    empty_events(dsn)?;
     let script = pgbench::script(
         &context.directory,
         "single-insert",
@@ -784,15 +782,42 @@ fn measure_copy(context: &BenchEnvironment, rows: u64, with_index: bool) -> anyh
             CREATE_APPLICATION_INDEX,
         ]))?;
     }
+    let rate = copy_rate(context, &dsn, &copy_file, rows)?;
+    std::fs::remove_file(&copy_file)?;
+    Ok(rate)
+}
+
+/// Rows per second of psql copying `rows` rows of a binary COPY file into `dsn`.
+pub(crate) fn copy_rate(
+    context: &BenchEnvironment,
+    dsn: &str,
+    copy_file: &Path,
+    rows: u64,
+) -> anyhow::Result<f64> {
     let copy = format!(
         "\\copy events {COPY_COLUMNS} FROM '{}' WITH (FORMAT binary)",
         copy_file.display()
     );
     let started = Instant::now();
-    context.run_recorded(Command::new("psql").args(["-q", &dsn, "-c", &copy]))?;
-    let elapsed = started.elapsed();
-    std::fs::remove_file(&copy_file)?;
-    Ok(rows as f64 / elapsed.as_secs_f64())
+    context.run_recorded(Command::new("psql").args(["-q", dsn, "-c", &copy]))?;
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Empties the events table and checkpoints, so that a run starts clean.
+fn empty_events(dsn: &str) -> anyhow::Result<()> {
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "TRUNCATE events"]))?;
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "CHECKPOINT"]))
+}
+
+/// The one value a query answers, as psql prints it.
+pub(crate) fn psql_value(dsn: &str, query: &str) -> anyhow::Result<String> {
+    let output = Command::new("psql")
+        .args(["-qtA", dsn, "-c", query])
+        .output()?;
+    if !output.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 pub(crate) fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<String> {
@@ -928,11 +953,7 @@ fn token_at_depth(dsn: &str, application: Option<&str>, depth: u64) -> anyhow::R
         .map(|name| format!("WHERE application_name = '{name}'"))
         .unwrap_or_default();
     let query = format!("SELECT id FROM events {filter} ORDER BY id DESC OFFSET {depth} LIMIT 1");
-    let output = Command::new("psql")
-        .args(["-qtA", dsn, "-c", &query])
-        .output()?;
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
+    psql_value(dsn, &query)?
         .parse()
         .context("failed to find the deep page's token")
 }

@@ -23,8 +23,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::bench::{
-    BenchEnvironment, COPY_COLUMNS, PORT, curl, fresh_database, start_server, write_report_section,
-    write_server_config,
+    BenchEnvironment, PORT, copy_rate, curl, fresh_database, psql_value, start_server,
+    write_report_section, write_server_config,
 };
 use crate::command::run_checked;
 use crate::pgbench::{self, pgbench_command, run_pgbench};
@@ -399,13 +399,7 @@ fn copy_with_indexes(
     payload: &str,
 ) -> anyhow::Result<f64> {
     let dsn = indexed_database(context, indexes, payload)?;
-    let copy = format!(
-        "\\copy events {COPY_COLUMNS} FROM '{}' WITH (FORMAT binary)",
-        copy_file.display()
-    );
-    let started = Instant::now();
-    context.run_recorded(Command::new("psql").args(["-q", &dsn, "-c", &copy]))?;
-    Ok(rows as f64 / started.elapsed().as_secs_f64())
+    copy_rate(context, &dsn, copy_file, rows)
 }
 
 /// A wrk script whose requests rotate through 64 bodies of 100 events each, of the
@@ -460,16 +454,6 @@ fn varied_post_script(directory: &Path) -> anyhow::Result<PathBuf> {
     let path = directory.join("post-varied-100.lua");
     std::fs::write(&path, script)?;
     Ok(path)
-}
-
-fn psql_value(dsn: &str, query: &str) -> anyhow::Result<String> {
-    let output = Command::new("psql")
-        .args(["-qtA", dsn, "-c", query])
-        .output()?;
-    if !output.status.success() {
-        bail!("psql: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn table_size(dsn: &str) -> anyhow::Result<String> {

@@ -137,8 +137,8 @@ impl EventRepository {
     }
 
     /// Every thread's connections, as one pool's status with `pool_size` its largest.
-    pub fn pool_status(&self, pool_size: usize) -> deadpool_postgres::Status {
-        self.pools.status(pool_size)
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pools.status()
     }
 
     /// Hands up to `limit` events of the applications in `scope`, newest first, with
@@ -430,19 +430,9 @@ impl<'a> FilterValues<'a> {
         })
     }
 
-    /// Whether any condition applies (else every event matches).
-    pub(crate) fn has_conditions(&self) -> bool {
-        self.applications.is_some()
-            || !self.filter.kinds.is_empty()
-            || self.since.is_some()
-            || self.until.is_some()
-            || self.filter.payload_contains.is_some()
-    }
-
-    /// Whether each condition has an index that serves it (then a page need not
-    /// walk a window of ids: PostgreSQL finds the matches through the indexes).
-    pub(crate) fn served_by(&self, indexes: SearchIndexes) -> bool {
-        let needs = [
+    /// The index each condition of the filter needs: one entry per condition given.
+    fn needed_indexes(&self) -> impl Iterator<Item = SearchIndex> {
+        [
             (self.applications.is_some(), SearchIndex::Application),
             (!self.filter.kinds.is_empty(), SearchIndex::Kind),
             (
@@ -450,8 +440,20 @@ impl<'a> FilterValues<'a> {
                 SearchIndex::Time,
             ),
             (self.filter.payload_contains.is_some(), SearchIndex::Payload),
-        ];
-        (needs.iter()).all(|(needed, index)| !needed || indexes.contains(*index))
+        ]
+        .into_iter()
+        .filter_map(|(given, index)| given.then_some(index))
+    }
+
+    /// Whether any condition applies (else every event matches).
+    pub(crate) fn has_conditions(&self) -> bool {
+        self.needed_indexes().next().is_some()
+    }
+
+    /// Whether each condition has an index that serves it (then a page need not
+    /// walk a window of ids: PostgreSQL finds the matches through the indexes).
+    pub(crate) fn served_by(&self, indexes: SearchIndexes) -> bool {
+        self.needed_indexes().all(|index| indexes.contains(index))
     }
 
     /// Appends ` AND <condition>` to `query` for each part of the filter, its value

@@ -97,10 +97,10 @@ impl ThreadPools {
 
     /// Connections of every thread: opened, idle, and callers waiting for one; the
     /// largest size is the configured `pool_size`.
-    pub fn status(&self, pool_size: usize) -> Status {
+    pub fn status(&self) -> Status {
         self.lock().iter().map(Pool::status).fold(
             Status {
-                max_size: pool_size,
+                max_size: self.shared.settings.pool_size,
                 size: 0,
                 available: 0,
                 waiting: 0,

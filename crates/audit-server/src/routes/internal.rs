@@ -97,8 +97,7 @@ pub async fn metrics(
         auth::check_static_token(&request, expected)?;
     }
     // Pool gauges are read at scrape time: they describe the pool now.
-    let runtime = state.runtime();
-    let status = (runtime.repository).pool_status(runtime.settings.postgres.pool_size);
+    let status = state.runtime().repository.pool_status();
     let in_use = status.size.saturating_sub(status.available);
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use as f64);
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(status.available as f64);
