@@ -108,12 +108,10 @@ impl TestApp {
     /// them at once (the server would notice within 5 s).
     pub async fn build_search_indexes(&self, indexes: &[SearchIndex]) {
         let client = self.database.client().await;
-        for index in indexes {
-            client
-                .batch_execute(&index.create_statement())
-                .await
-                .unwrap();
-        }
+        let wanted = indexes.iter().copied().collect();
+        audit_core::search_index::create_missing(&client, wanted)
+            .await
+            .unwrap();
         let found = self
             .state
             .runtime()

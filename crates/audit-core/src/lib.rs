@@ -15,6 +15,7 @@ pub mod filter;
 pub mod idempotency;
 pub mod merkle;
 pub mod migrations;
+pub mod partitions;
 pub mod repository;
 pub mod search_index;
 pub mod storage_error;

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::database::quote_identifier;
 use crate::storage_error::{StorageError, classify};
 
 /// One optional index of the events table.
@@ -40,25 +41,22 @@ impl SearchIndex {
         }
     }
 
-    /// What the index covers, after `ON`.
-    pub fn definition(self) -> &'static str {
+    /// What the index covers, after `ON <table>`.
+    pub fn columns(self) -> &'static str {
         match self {
-            Self::Application => "events (application_name, id)",
-            Self::Kind => "events (event_kind, id)",
-            Self::Time => "events (event_ts, id)",
+            Self::Application => "(application_name, id)",
+            Self::Kind => "(event_kind, id)",
+            Self::Time => "(event_ts, id)",
             // The column is `json` (the original's type, kept for its exact text), so
             // the index is on the cast that `payload_contains` queries with.
-            Self::Payload => "events USING gin ((payload::jsonb) jsonb_path_ops)",
+            Self::Payload => "USING gin ((payload::jsonb) jsonb_path_ops)",
         }
     }
 
-    /// Builds the index without blocking writers (`CONCURRENTLY`).
-    pub fn create_statement(self) -> String {
-        format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {}",
-            self.name(),
-            self.definition()
-        )
+    /// The name of its part on one partition.
+    fn name_on(self, partition: &str) -> String {
+        let suffix = self.name().strip_prefix("events_").unwrap_or(self.name());
+        format!("{partition}_{suffix}")
     }
 
     fn bit(self) -> u8 {
@@ -129,9 +127,14 @@ pub async fn existing(client: &tokio_postgres::Client) -> Result<SearchIndexes, 
 }
 
 /// Builds each of `wanted` that does not exist yet, without blocking writers, and
-/// returns those it built. A build that an earlier run left invalid (interrupted) is
-/// dropped and made again. Indexes not wanted are left alone: dropping one is the
+/// returns those it built. Indexes not wanted are left alone: dropping one is the
 /// operator's decision (README, "Search indexes").
+///
+/// `events` is partitioned, and an index on it cannot be built `CONCURRENTLY`: the
+/// index is declared on the partitioned table alone (invalid, and unused, until it
+/// has a part on every partition), each partition's part is built concurrently and
+/// attached, and then it is valid. Partitions made later get their part as they are
+/// attached (empty, at once). A part an earlier run left invalid is built again.
 pub async fn create_missing(
     client: &tokio_postgres::Client,
     wanted: SearchIndexes,
@@ -139,18 +142,61 @@ pub async fn create_missing(
     let present = existing(client).await?;
     let mut built = Vec::new();
     for index in wanted.iter().filter(|index| !present.contains(*index)) {
-        let drop_invalid = format!("DROP INDEX CONCURRENTLY IF EXISTS {}", index.name());
-        client
-            .batch_execute(&drop_invalid)
-            .await
-            .map_err(classify)?;
-        client
-            .batch_execute(&index.create_statement())
-            .await
-            .map_err(classify)?;
+        let declare = format!(
+            "CREATE INDEX IF NOT EXISTS {} ON ONLY events {}",
+            index.name(),
+            index.columns()
+        );
+        client.batch_execute(&declare).await.map_err(classify)?;
+        for partition in partitions_without(client, index).await? {
+            build_on_partition(client, index, &partition).await?;
+        }
         built.push(index);
     }
     Ok(built)
+}
+
+/// The partitions of `events` that lack a valid part of `index`.
+async fn partitions_without(
+    client: &tokio_postgres::Client,
+    index: SearchIndex,
+) -> Result<Vec<String>, StorageError> {
+    let rows = client
+        .query(
+            "SELECT partition.inhrelid::regclass::text FROM pg_inherits AS partition \
+             WHERE partition.inhparent = 'events'::regclass AND NOT partition.inhdetachpending \
+             AND NOT EXISTS (SELECT 1 FROM pg_inherits AS part \
+                 JOIN pg_index ON pg_index.indexrelid = part.inhrelid \
+                 WHERE part.inhparent = to_regclass($1) \
+                 AND pg_index.indrelid = partition.inhrelid AND pg_index.indisvalid)",
+            &[&index.name()],
+        )
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(classify))
+        .collect()
+}
+
+async fn build_on_partition(
+    client: &tokio_postgres::Client,
+    index: SearchIndex,
+    partition: &str,
+) -> Result<(), StorageError> {
+    let part = quote_identifier(&index.name_on(partition));
+    let statements = [
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {part}"),
+        format!(
+            "CREATE INDEX CONCURRENTLY {part} ON {} {}",
+            quote_identifier(partition),
+            index.columns()
+        ),
+        format!("ALTER INDEX {} ATTACH PARTITION {part}", index.name()),
+    ];
+    for statement in statements {
+        client.batch_execute(&statement).await.map_err(classify)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use audit_core::config::PostgresSettings;
+use audit_core::config::{PartitionSettings, PostgresSettings};
 use audit_core::copy::{COPY_EVENTS, CopyTarget, StreamEncoder, copy_in};
-use audit_core::database;
+use audit_core::{database, partitions};
 use audit_core::repository::check_schema;
 use audit_core::storage_error::StorageError;
 use bytes::Bytes;
@@ -57,6 +57,12 @@ pub async fn load(
         ),
         Err(error) => return Err(error).context("failed to check the schema"),
     }
+    // The load writes faster than a server's maintenance keeps partitions ahead (and
+    // may run with no server at all): room for all of it first.
+    let count = i64::try_from(options.count).unwrap_or(i64::MAX);
+    partitions::make_room(&client, &PartitionSettings::default(), count)
+        .await
+        .context("failed to create partitions for the load")?;
 
     let started = Instant::now();
     let total = options.count;

@@ -9,6 +9,7 @@ pub mod integrity;
 pub mod keygen_command;
 pub mod metrics;
 pub mod middleware;
+pub mod partitions;
 pub mod reload;
 pub mod request_log;
 pub mod routes;

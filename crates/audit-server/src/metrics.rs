@@ -41,6 +41,13 @@ pub const INTEGRITY_CHECKPOINTS_TOTAL: &str = "integrity_checkpoints_total";
 pub const INTEGRITY_SEALER_ACTIVE: &str = "integrity_sealer_active";
 pub const INTEGRITY_REFUSED_EVENTS_TOTAL: &str = "integrity_refused_events_total";
 pub const INTEGRITY_SEAL_ERRORS_TOTAL: &str = "integrity_seal_errors_total";
+pub const EVENTS_PARTITIONS: &str = "events_partitions";
+pub const EVENTS_TABLE_BYTES: &str = "events_table_bytes";
+pub const EVENTS_OLDEST_AGE_SECONDS: &str = "events_oldest_age_seconds";
+pub const RETENTION_OVERDUE_PARTITIONS: &str = "retention_overdue_partitions";
+pub const RETENTION_HOLD: &str = "retention_hold";
+pub const RETENTION_DROPPED_PARTITIONS_TOTAL: &str = "retention_dropped_partitions_total";
+pub const PARTITION_MAINTENANCE_ERRORS_TOTAL: &str = "partition_maintenance_errors_total";
 
 /// The `path_template` of every request no route matched.
 pub const UNMATCHED_PATH: &str = "__not_matched__";
@@ -189,6 +196,31 @@ fn describe_metrics() {
         STREAM_DISCONNECTS_TOTAL,
         "Live tails that ended, by reason: client_left, shutdown, slow (took no event for \
          stream.max_send_wait_ms), error (the database failed)."
+    );
+    describe_gauge!(EVENTS_PARTITIONS, "Partitions of the events table.");
+    describe_gauge!(
+        EVENTS_TABLE_BYTES,
+        Unit::Bytes,
+        "Bytes of every partition of the events table, indexes included."
+    );
+    describe_gauge!(
+        EVENTS_OLDEST_AGE_SECONDS,
+        Unit::Seconds,
+        "How long ago the oldest partition still kept began to receive events."
+    );
+    describe_gauge!(
+        RETENTION_OVERDUE_PARTITIONS,
+        "Partitions older than retention.max_age_days that are still kept (a hold, or a \
+         failing maintenance)."
+    );
+    describe_gauge!(RETENTION_HOLD, "1 while retention.hold stops every drop, else 0.");
+    describe_counter!(
+        RETENTION_DROPPED_PARTITIONS_TOTAL,
+        "Partitions this server dropped for retention."
+    );
+    describe_counter!(
+        PARTITION_MAINTENANCE_ERRORS_TOTAL,
+        "Partition maintenance rounds of this server that failed."
     );
     describe_gauge!(
         INTEGRITY_TREE_SIZE,

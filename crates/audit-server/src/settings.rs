@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use audit_core::batch::BatchLimits;
 use audit_core::config::{
-    ConfigError, IngestSettings, PostgresSettings, SearchSettings, Validate, invalid,
+    ConfigError, IngestSettings, PartitionSettings, PostgresSettings, RetentionSettings,
+    SearchSettings, Validate, invalid,
 };
 use audit_core::copy::SealColumn;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,8 @@ pub struct Settings {
     pub search: SearchSettings,
     pub stream: StreamSettings,
     pub integrity: IntegritySettings,
+    pub partitions: PartitionSettings,
+    pub retention: RetentionSettings,
 }
 
 /// Tamper evidence (README: "Proving the log was not changed"). Read at start; a
@@ -282,6 +285,8 @@ impl Default for Settings {
             search: SearchSettings::default(),
             stream: StreamSettings::default(),
             integrity: IntegritySettings::default(),
+            partitions: PartitionSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -434,6 +439,7 @@ impl Default for MetricsSettings {
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.partitions.validate()?;
         if !(0.0..=1.0).contains(&self.failure.chance) {
             return invalid("failure.chance", "must be between 0 and 1");
         }

@@ -21,7 +21,7 @@ use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::tls::{self, ReloadableCertificate};
-use crate::{auth, http_server, integrity, metrics, reload, routes};
+use crate::{auth, http_server, integrity, metrics, partitions, reload, routes};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
@@ -134,6 +134,7 @@ impl Application {
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
+        let partitions = tokio::spawn(partitions::keep_partitions(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
         // test drops this future.
         let (_stop_sealer, stop) = watch::channel(());
@@ -153,6 +154,7 @@ impl Application {
         upkeep.abort();
         tokens.abort();
         index.abort();
+        partitions.abort();
         result
     }
 }

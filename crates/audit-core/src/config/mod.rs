@@ -8,6 +8,7 @@
 //! the sections it uses (`DatabaseSettings` for the migration tool and the loader).
 
 mod ingest;
+mod partitions;
 mod postgres;
 mod search;
 
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::ingest::IngestSettings;
+pub use crate::config::partitions::{PartitionSettings, RetentionSettings};
 pub use crate::config::postgres::PostgresSettings;
 pub use crate::config::search::SearchSettings;
 
