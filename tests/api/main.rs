@@ -26,6 +26,7 @@ mod openapi;
 mod outage;
 mod overload;
 mod page_limits;
+mod partitions;
 mod payload_limits;
 mod post_event;
 mod post_event_validation;

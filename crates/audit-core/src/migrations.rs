@@ -18,14 +18,31 @@ pub struct AppliedMigration {
 /// Applies every pending migration; a no-op when all are applied.
 pub async fn run(client: &mut Client) -> Result<Vec<AppliedMigration>, refinery::Error> {
     let report = embedded::migrations::runner().run_async(client).await?;
-    Ok(report
+    Ok(applied(&report))
+}
+
+/// Applies the pending migrations up to `version` only: for tests that build a
+/// database as an older release left it.
+pub async fn run_up_to(
+    client: &mut Client,
+    version: i32,
+) -> Result<Vec<AppliedMigration>, refinery::Error> {
+    let report = embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run_async(client)
+        .await?;
+    Ok(applied(&report))
+}
+
+fn applied(report: &refinery::Report) -> Vec<AppliedMigration> {
+    report
         .applied_migrations()
         .iter()
         .map(|migration| AppliedMigration {
             version: i64::from(migration.version()),
             name: migration.name().to_owned(),
         })
-        .collect())
+        .collect()
 }
 
 /// The version of the newest embedded migration: the schema the code expects.

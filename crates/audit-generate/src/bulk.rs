@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use audit_core::config::{PartitionSettings, PostgresSettings};
 use audit_core::copy::{COPY_EVENTS, CopyTarget, StreamEncoder, copy_in};
-use audit_core::{database, partitions};
 use audit_core::repository::check_schema;
 use audit_core::storage_error::StorageError;
+use audit_core::{database, partitions};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 

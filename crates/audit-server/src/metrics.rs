@@ -213,7 +213,10 @@ fn describe_metrics() {
         "Partitions older than retention.max_age_days that are still kept (a hold, or a \
          failing maintenance)."
     );
-    describe_gauge!(RETENTION_HOLD, "1 while retention.hold stops every drop, else 0.");
+    describe_gauge!(
+        RETENTION_HOLD,
+        "1 while retention.hold stops every drop, else 0."
+    );
     describe_counter!(
         RETENTION_DROPPED_PARTITIONS_TOTAL,
         "Partitions this server dropped for retention."

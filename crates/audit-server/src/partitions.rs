@@ -7,8 +7,8 @@ use actix_web::web;
 use audit_core::database;
 use audit_core::partitions::{self, Maintenance};
 use audit_core::storage_error::cause_chain;
-use metrics::{counter, gauge};
 use deadpool_postgres::tokio_postgres::Client;
+use metrics::{counter, gauge};
 
 use crate::metrics::{
     EVENTS_OLDEST_AGE_SECONDS, EVENTS_PARTITIONS, EVENTS_TABLE_BYTES,
@@ -41,7 +41,8 @@ pub async fn keep_partitions(state: web::Data<AppState>) {
             if let Ok(stats) = partitions::read_stats(connection, &settings.retention).await {
                 gauge!(EVENTS_PARTITIONS).set(stats.partitions as f64);
                 gauge!(EVENTS_TABLE_BYTES).set(stats.table_bytes as f64);
-                gauge!(EVENTS_OLDEST_AGE_SECONDS).set(stats.oldest_arrival_age_seconds.unwrap_or(0.0));
+                gauge!(EVENTS_OLDEST_AGE_SECONDS)
+                    .set(stats.oldest_arrival_age_seconds.unwrap_or(0.0));
                 gauge!(RETENTION_OVERDUE_PARTITIONS).set(stats.overdue as f64);
             }
         }

@@ -83,12 +83,13 @@ pub async fn run(arguments: VerifyArguments, settings: &Settings) -> anyhow::Res
             format!("size {} of {}", checkpoint.size, checkpoint.origin)
         });
     println!(
-        "{}: {} events ({} not sealed yet), {} leaves, {} checkpoints verified, latest {latest}; \
-         {} discrepancies; {:.2} s ({:.0} events/s)",
+        "{}: {} events ({} not sealed yet), {} leaves ({} pruned by retention), {} checkpoints \
+         verified, latest {latest}; {} discrepancies; {:.2} s ({:.0} events/s)",
         if holds { "OK" } else { "FAILED" },
         report.events,
         report.unsealed,
         report.leaves,
+        report.pruned,
         report.checkpoints_verified,
         report.findings.len(),
         elapsed,

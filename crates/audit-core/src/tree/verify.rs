@@ -12,9 +12,11 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
+use crate::access::COLLECTOR_APPLICATION;
 use crate::checkpoint::Checkpoint;
 use crate::database::read_snapshot;
 use crate::merkle::{Frontier, Hash, LeafEvent, empty_root};
+use crate::partitions::PARTITION_DROPPED;
 use crate::repository::stored_event_from_row;
 use crate::storage_error::{StorageError, classify};
 use crate::tree::order::{Rounds, Xid8, load_rounds};
@@ -44,6 +46,15 @@ pub enum Finding {
     },
     /// A sealed event's row is gone.
     Deleted { id: i64, leaf: u64 },
+    /// Retention dropped the partition of ids `first_id..end_id` and recorded (in a
+    /// sealed `PartitionDropped` event) that it held `recorded` events, but more sealed
+    /// events of that range are gone: some were deleted before the drop.
+    DeletedBeforeDrop {
+        first_id: i64,
+        end_id: i64,
+        recorded: Option<i64>,
+        gone: u64,
+    },
     /// A row that was never sealed where only sealed rows can be.
     Inserted { id: i64, why: &'static str },
     /// The event's row matches what was sealed at another leaf: rows or leaf records
@@ -84,6 +95,17 @@ impl fmt::Display for Finding {
             Self::Deleted { id, leaf } => write!(
                 formatter,
                 "DELETED event {id} (leaf {leaf}): sealed, and its row is gone"
+            ),
+            Self::DeletedBeforeDrop {
+                first_id,
+                end_id,
+                recorded,
+                gone,
+            } => write!(
+                formatter,
+                "DELETED before a retention drop: {gone} sealed events with ids in \
+                 [{first_id}, {end_id}) are gone, the drop recorded {}",
+                recorded.map_or_else(|| "no count".to_owned(), |count| count.to_string())
             ),
             Self::Inserted { id, why } => write!(formatter, "INSERTED event {id}: {why}"),
             Self::Reordered {
@@ -131,6 +153,9 @@ pub struct Report {
     pub leaves: u64,
     /// Events committed after the last round: not sealed yet, and not wrong.
     pub unsealed: u64,
+    /// Sealed events that retention dropped (their partitions, as the sealed
+    /// `PartitionDropped` events record): gone, and not wrong.
+    pub pruned: u64,
     /// Checkpoints whose signature and root held.
     pub checkpoints_verified: u64,
     /// The latest checkpoint the database holds, when its signature verified.
@@ -168,6 +193,9 @@ pub async fn verify(
     // (id, leaf, the row's hash, the stored hash, the changed fields)
     let mut mismatched: Vec<(i64, u64, Hash, Hash, Vec<&'static str>)> = Vec::new();
     let mut next = 0usize;
+    // The drops the log itself records, from sealed events only: a row forged or
+    // changed to look like one cannot excuse a deletion.
+    let mut drops: Vec<RecordedDrop> = Vec::new();
 
     let statement = transaction.prepare(EVENTS).await.map_err(classify)?;
     let rows = transaction
@@ -206,6 +234,11 @@ pub async fn verify(
         let index = usize::try_from(at).unwrap_or(usize::MAX);
         seen[index] = true;
         let hash = leaf.hash();
+        if hash == leaves[index]
+            && let Some(drop) = RecordedDrop::of(&leaf)
+        {
+            drops.push(drop);
+        }
         let fields = records[index].changed_fields(&LeafRecord::of(&leaf));
         if hash != leaves[index] {
             mismatched.push((event.id, at, hash, leaves[index], fields));
@@ -237,12 +270,34 @@ pub async fn verify(
             _ => report.findings.push(Finding::Modified { id, leaf, fields }),
         }
     }
+    let mut gone_by_drop = vec![0u64; drops.len()];
     for (index, record) in records.iter().enumerate() {
-        if !seen[index] {
-            report.findings.push(Finding::Deleted {
+        if seen[index] {
+            continue;
+        }
+        match drops.iter().position(|drop| drop.covers(record.id)) {
+            Some(drop) => gone_by_drop[drop] += 1,
+            None => report.findings.push(Finding::Deleted {
                 id: record.id,
                 leaf: index as u64,
+            }),
+        }
+    }
+    for (drop, gone) in drops.iter().zip(gone_by_drop) {
+        // Events unsealed when their partition was dropped were never leaves, so
+        // fewer may be gone than were dropped; more means deletions.
+        if drop
+            .events
+            .is_none_or(|recorded| gone > recorded.unsigned_abs())
+        {
+            report.findings.push(Finding::DeletedBeforeDrop {
+                first_id: drop.first_id,
+                end_id: drop.end_id,
+                recorded: drop.events,
+                gone,
             });
+        } else {
+            report.pruned += gone;
         }
     }
     check_checkpoints(
@@ -253,6 +308,33 @@ pub async fn verify(
         &mut report,
     );
     Ok(report)
+}
+
+/// A partition drop as its sealed `PartitionDropped` event records it.
+struct RecordedDrop {
+    first_id: i64,
+    end_id: i64,
+    events: Option<i64>,
+}
+
+impl RecordedDrop {
+    fn of(leaf: &LeafEvent<'_>) -> Option<Self> {
+        let event = &leaf.event;
+        if event.application_name != COLLECTOR_APPLICATION || event.event_kind != PARTITION_DROPPED
+        {
+            return None;
+        }
+        let details: serde_json::Value = serde_json::from_str(event.payload).ok()?;
+        Some(Self {
+            first_id: details.get("first_id")?.as_i64()?,
+            end_id: details.get("end_id")?.as_i64()?,
+            events: details.get("events").and_then(serde_json::Value::as_i64),
+        })
+    }
+
+    fn covers(&self, id: i64) -> bool {
+        (self.first_id..self.end_id).contains(&id)
+    }
 }
 
 struct StoredTree {
