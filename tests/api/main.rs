@@ -33,6 +33,7 @@ mod post_event_validation;
 mod process;
 mod prometheus;
 mod reload;
+mod replicas;
 mod slow_clients;
 mod stalled_database;
 mod stream;

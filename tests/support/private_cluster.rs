@@ -71,6 +71,45 @@ impl PrivateCluster {
         cluster
     }
 
+    /// A streaming replica of `primary`: a base backup taken over the replication
+    /// protocol (`-R` writes the standby's connection settings into it), started on a
+    /// port of its own.
+    pub fn replica_of(primary: &PrivateCluster) -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        if is_root() {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(directory.path()));
+        }
+        let cluster = Self {
+            port: free_port(),
+            binaries: server_binaries(),
+            directory,
+        };
+        let primary_port = primary.port.to_string();
+        run(&mut cluster.as_owner(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-D",
+                &cluster.data(),
+                "-R",
+                "-X",
+                "stream",
+                // An immediate checkpoint on the primary, not a spread one (minutes).
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        ));
+        cluster.start_server();
+        cluster
+    }
+
     fn data(&self) -> String {
         self.directory.path().join("data").display().to_string()
     }

@@ -751,7 +751,7 @@ fn write_report(
     Ok(())
 }
 
-fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64> {
+pub(crate) fn measure_ceiling(context: &BenchEnvironment, rows: u64) -> anyhow::Result<f64> {
     measure_copy(context, rows, false)
 }
 

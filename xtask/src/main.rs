@@ -6,6 +6,8 @@
 //! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
 //! - `cargo xtask bench-search`: filtered pages on 10M events, and each search index's
 //!   ingest cost.
+//! - `cargo xtask bench-partitions`: ingest on an empty and a 50M-event table, and
+//!   writers while retention drops a partition.
 
 mod api_fuzz;
 mod bench;
@@ -13,6 +15,7 @@ mod bench_bulk;
 mod bench_export;
 mod bench_integrity;
 mod bench_memory;
+mod bench_partitions;
 mod bench_search;
 mod chart;
 mod command;
@@ -43,6 +46,21 @@ enum Task {
     Bench(Bench),
     BenchBulk(BenchBulk),
     BenchSearch(BenchSearch),
+    BenchPartitions(BenchPartitions),
+}
+
+/// Benchmark ingest on an empty and a 50M-event table, and writers while retention
+/// drops a partition (about 10 minutes; 6 GB of disk for a while).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench-partitions")]
+struct BenchPartitions {
+    /// a run of seconds with a small table, to check that the benchmark works
+    #[argh(switch)]
+    smoke: bool,
+    /// the report file whose generated section is replaced (default BENCHMARKS.md; the
+    /// smoke run writes none)
+    #[argh(option)]
+    output: Option<PathBuf>,
 }
 
 /// Benchmark filtered pages on 10M events and each search index's ingest cost (about
@@ -127,6 +145,15 @@ fn main() -> anyhow::Result<()> {
             ))
         }),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
+        Task::BenchPartitions(bench) => bench_partitions::bench_partitions(&if bench.smoke {
+            bench_partitions::PartitionPlan::smoke()
+        } else {
+            bench_partitions::PartitionPlan::full(Some(
+                bench
+                    .output
+                    .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
+            ))
+        }),
         Task::BenchSearch(bench) => bench_search::bench_search(&if bench.smoke {
             bench_search::SearchPlan::smoke()
         } else {
@@ -209,6 +236,7 @@ fn checks() -> anyhow::Result<()> {
     // and fails on any error response under load.
     bench::bench(&bench::BenchPlan::smoke(None))?;
     bench_search::bench_search(&bench_search::SearchPlan::smoke())?;
+    bench_partitions::bench_partitions(&bench_partitions::PartitionPlan::smoke())?;
     ensure_nextest()?;
     // nextest runs each test in its own process, which the tests rely on: the metrics
     // recorder is global to a process, and some tests count exact metric values.

@@ -1,6 +1,7 @@
 //! The events table: reading pages newest first, and readiness. Writes go through
 //! `writer::EventWriter`.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,6 +16,7 @@ use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
+use crate::replicas::Replicas;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
 use crate::thread_pools::ThreadPools;
@@ -103,6 +105,8 @@ pub struct EventRepository {
     /// The optional indexes that exist and are valid, as last checked
     /// ([`SearchIndexes`] bits).
     search_indexes: Arc<AtomicU8>,
+    /// Where page reads go first, when configured (`postgres.read_dsns`).
+    replicas: Option<Replicas>,
 }
 
 impl EventRepository {
@@ -111,7 +115,52 @@ impl EventRepository {
             pools,
             deadline: call_deadline(statement_timeout),
             search_indexes: Arc::default(),
+            replicas: None,
         }
+    }
+
+    /// Page reads, exports and tails read from these replicas while one is usable.
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: Option<Replicas>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_ref()
+    }
+
+    /// The calling thread's pool of a usable replica, else of the primary: for reads
+    /// that may be a little behind the primary (at most `postgres.max_read_lag_ms`).
+    pub fn read_pool(&self) -> Pool {
+        match self.replicas.as_ref().and_then(Replicas::choose) {
+            Some((_, pool)) => pool,
+            None => self.pools.current(),
+        }
+    }
+
+    /// Runs `read` on a usable replica; if that fails for want of the replica before
+    /// `read` handed anything on (`handed` says), the replica is set aside and `read`
+    /// runs on the primary. A failing replica therefore never costs a reader a 5xx.
+    async fn read_with_fallback<T>(
+        &self,
+        handed: &Cell<bool>,
+        mut read: impl AsyncFnMut(&Pool) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if let Some((index, pool)) = self.replicas.as_ref().and_then(Replicas::choose) {
+            match read(&pool).await {
+                Err(StorageError::Unavailable(error) | StorageError::OutcomeUnknown(error))
+                    if !handed.get() =>
+                {
+                    tracing::warn!(%error, "a read replica failed; reading from the primary");
+                    if let Some(replicas) = &self.replicas {
+                        replicas.mark_failed(index);
+                    }
+                }
+                other => return other,
+            }
+        }
+        read(&self.pools.current()).await
     }
 
     /// The optional indexes reads go through, as last checked.
@@ -151,9 +200,30 @@ impl EventRepository {
         below: Option<i64>,
         limit: i64,
         max_scan_rows: i64,
+        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<PageEnd, StorageError> {
+        let handed = Cell::new(false);
+        let mut accept = |event: StoredEvent<'_>| {
+            handed.set(true);
+            accept(event)
+        };
+        self.read_with_fallback(&handed, async |pool| {
+            self.read_page_on(pool, scope, below, limit, max_scan_rows, &mut accept)
+                .await
+        })
+        .await
+    }
+
+    async fn read_page_on(
+        &self,
+        pool: &Pool,
+        scope: &Applications,
+        below: Option<i64>,
+        limit: i64,
+        max_scan_rows: i64,
         accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
-        let client = connection_from(&self.pools.current()).await?;
+        let client = connection_from(pool).await?;
         let indexed = self.search_indexes().contains(SearchIndex::Application);
         bounded(client, self.deadline, timed_out, async |client| {
             if let (Applications::Only(applications), false) = (scope, indexed) {
@@ -211,19 +281,50 @@ impl EventRepository {
         token: Option<i64>,
         limit: i64,
         max_scan_rows: i64,
-        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
         let Some(values) = FilterValues::new(applications, filter) else {
             return Ok(PageEnd::default());
         };
+        let handed = Cell::new(false);
+        let mut accept = |event: StoredEvent<'_>| {
+            handed.set(true);
+            accept(event)
+        };
+        self.read_with_fallback(&handed, async |pool| {
+            let page = FilteredPage {
+                values: &values,
+                direction,
+                token,
+                limit,
+                max_scan_rows,
+            };
+            self.read_filtered_page_on(pool, page, &mut accept).await
+        })
+        .await
+    }
+
+    async fn read_filtered_page_on(
+        &self,
+        pool: &Pool,
+        page: FilteredPage<'_>,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<PageEnd, StorageError> {
+        let FilteredPage {
+            values,
+            direction,
+            token,
+            limit,
+            max_scan_rows,
+        } = page;
         let indexes = self.search_indexes();
-        let client = connection_from(&self.pools.current()).await?;
+        let client = connection_from(pool).await?;
         bounded(client, self.deadline, timed_out, async |client| {
             if !values.has_conditions() {
                 return read_unfiltered(client, direction, token, limit, accept).await;
             }
             if values.served_by(indexes) {
-                return read_indexed(client, &values, direction, token, limit, accept).await;
+                return read_indexed(client, values, direction, token, limit, accept).await;
             }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
             let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
@@ -232,7 +333,7 @@ impl EventRepository {
             let Some(window) = ScanWindow::after(direction, token, bounds, max_scan_rows) else {
                 return Ok(PageEnd::default());
             };
-            read_window(client, &values, direction, window, limit, accept).await
+            read_window(client, values, direction, window, limit, accept).await
         })
         .await
     }
@@ -245,6 +346,16 @@ impl EventRepository {
         })
         .await
     }
+}
+
+/// What a filtered page asks for, past the pool it is read from.
+#[derive(Clone, Copy)]
+struct FilteredPage<'a> {
+    values: &'a FilterValues<'a>,
+    direction: Direction,
+    token: Option<i64>,
+    limit: i64,
+    max_scan_rows: i64,
 }
 
 /// A scoped page without the index ([`SCOPED_SCAN_BELOW`], [`SCOPED_SCAN_FIRST`]).

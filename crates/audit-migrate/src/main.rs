@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use argh::FromArgs;
-use audit_core::config::{ConfigError, ConfigSource, PostgresSettings, SearchSettings, Validate};
-use audit_core::{database, migrations, search_index};
+use audit_core::config::{
+    ConfigError, ConfigSource, PartitionSettings, PostgresSettings, SearchSettings, Validate,
+};
+use audit_core::{database, migrations, partitions, search_index};
 use serde::Deserialize;
 
 /// Create the audit database if it is missing and apply pending migrations.
@@ -30,7 +32,14 @@ async fn main() -> anyhow::Result<()> {
     let source = ConfigSource::from_command_line(arguments.config);
     // Only the database's settings: the server's sections of a shared file are none
     // of its business, so neither their values nor their keys can stop a migration.
-    let (MigrateSettings { postgres, search }, _) = source
+    let (
+        MigrateSettings {
+            postgres,
+            search,
+            partitions: partition_settings,
+        },
+        _,
+    ) = source
         .load::<MigrateSettings>()
         .context("failed to load the configuration")?;
     let target = postgres.redacted_dsn();
@@ -74,20 +83,31 @@ async fn main() -> anyhow::Result<()> {
             migration.version, migration.name
         );
     }
+    // Room for writers before any server runs (a raw COPY, a loader): the partitions
+    // a server's maintenance would keep ahead.
+    let created = partitions::make_room(&client, &partition_settings, 0)
+        .await
+        .with_context(|| format!("failed to create the partitions of {target}"))?;
+    if !created.is_empty() {
+        println!("{target}: created partitions {}", created.join(", "));
+    }
     build_search_indexes(&client, &search, &target).await
 }
 
-/// What the migration reads: `[postgres]`, and `[search]` for the indexes it builds.
+/// What the migration reads: `[postgres]`, `[search]` for the indexes it builds and
+/// `[partitions]` for the partitions it makes ready.
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct MigrateSettings {
     postgres: PostgresSettings,
     search: SearchSettings,
+    partitions: PartitionSettings,
 }
 
 impl Validate for MigrateSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.postgres.validate()?;
+        self.partitions.validate()?;
         self.search.validate()
     }
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod partitions;
 pub mod reload;
+pub mod replicas;
 pub mod request_log;
 pub mod routes;
 pub mod settings;

@@ -41,6 +41,9 @@ pub const INTEGRITY_CHECKPOINTS_TOTAL: &str = "integrity_checkpoints_total";
 pub const INTEGRITY_SEALER_ACTIVE: &str = "integrity_sealer_active";
 pub const INTEGRITY_REFUSED_EVENTS_TOTAL: &str = "integrity_refused_events_total";
 pub const INTEGRITY_SEAL_ERRORS_TOTAL: &str = "integrity_seal_errors_total";
+pub const DB_REPLICA_USABLE: &str = "db_replica_usable";
+pub const DB_REPLICA_LAG_SECONDS: &str = "db_replica_lag_seconds";
+pub const DB_REPLICA_READS_TOTAL: &str = "db_replica_reads_total";
 pub const EVENTS_PARTITIONS: &str = "events_partitions";
 pub const EVENTS_TABLE_BYTES: &str = "events_table_bytes";
 pub const EVENTS_OLDEST_AGE_SECONDS: &str = "events_oldest_age_seconds";
@@ -196,6 +199,20 @@ fn describe_metrics() {
         STREAM_DISCONNECTS_TOTAL,
         "Live tails that ended, by reason: client_left, shutdown, slow (took no event for \
          stream.max_send_wait_ms), error (the database failed)."
+    );
+    describe_gauge!(
+        DB_REPLICA_USABLE,
+        "1 while reads may go to this read replica (it answers, within \
+         postgres.max_read_lag_ms), else 0."
+    );
+    describe_gauge!(
+        DB_REPLICA_LAG_SECONDS,
+        Unit::Seconds,
+        "How far the read replica was behind the primary at the last probe."
+    );
+    describe_counter!(
+        DB_REPLICA_READS_TOTAL,
+        "Reads (pages, exports, tail polls) this server sent to the read replica."
     );
     describe_gauge!(EVENTS_PARTITIONS, "Partitions of the events table.");
     describe_gauge!(

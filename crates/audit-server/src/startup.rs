@@ -21,7 +21,7 @@ use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::tls::{self, ReloadableCertificate};
-use crate::{auth, http_server, integrity, metrics, partitions, reload, routes};
+use crate::{auth, http_server, integrity, metrics, partitions, reload, replicas, routes};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
@@ -135,6 +135,7 @@ impl Application {
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
         let partitions = tokio::spawn(partitions::keep_partitions(self.state.clone()));
+        let replicas = tokio::spawn(replicas::probe_replicas_periodically(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
         // test drops this future.
         let (_stop_sealer, stop) = watch::channel(());
@@ -155,6 +156,7 @@ impl Application {
         tokens.abort();
         index.abort();
         partitions.abort();
+        replicas.abort();
         result
     }
 }

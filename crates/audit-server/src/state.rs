@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use audit_core::config::{ConfigSource, PostgresSettings};
 use audit_core::database::{self, DatabaseError};
+use audit_core::replicas::Replicas;
 use audit_core::repository::EventRepository;
 use audit_core::thread_pools::ThreadPools;
 use audit_core::writer::{EventWriter, WriterLimits};
@@ -46,8 +47,11 @@ impl Runtime {
             statement_timeout: settings.postgres.statement_timeout(),
         };
         let writer = EventWriter::start(writer_pool, &settings.ingest, limits);
+        let replicas = Replicas::new(&settings.postgres)?;
+        let repository = EventRepository::new(pools, settings.postgres.statement_timeout())
+            .with_replicas(replicas);
         Ok(Self {
-            repository: EventRepository::new(pools, settings.postgres.statement_timeout()),
+            repository,
             writer,
             settings,
         })

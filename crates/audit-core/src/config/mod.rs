@@ -165,9 +165,11 @@ impl ConfigSource {
         let environment = Environment::default()
             .separator("__")
             .try_parsing(true)
-            // The one list a variable may set: `APP_SEARCH__INDEXES=application,time`.
+            // The lists a variable may set: `APP_SEARCH__INDEXES=application,time`,
+            // `APP_POSTGRES__READ_DSNS=postgres://a/audit,postgres://b/audit`.
             .list_separator(",")
             .with_list_parse_key("search.indexes")
+            .with_list_parse_key("postgres.read_dsns")
             .source(Some(self.application_variables()?));
         let merged = builder.add_source(environment).build()?;
 

@@ -24,6 +24,11 @@ pub struct PostgresSettings {
     /// PostgreSQL's `statement_timeout` on every connection: no read or write (lock
     /// waits included) takes longer; past it the request gets 503.
     pub statement_timeout_ms: u64,
+    /// Streaming replicas that page reads, exports and live tails may read from
+    /// (`replicas`); writes always go to `dsn`.
+    pub read_dsns: Vec<String>,
+    /// A replica further behind the primary than this is not read from.
+    pub max_read_lag_ms: u64,
 }
 
 impl Default for PostgresSettings {
@@ -34,6 +39,8 @@ impl Default for PostgresSettings {
             connect_timeout_ms: 2_000,
             acquire_timeout_ms: 2_000,
             statement_timeout_ms: 5_000,
+            read_dsns: Vec::new(),
+            max_read_lag_ms: 1_000,
         }
     }
 }
@@ -49,7 +56,28 @@ impl PostgresSettings {
             return invalid("postgres.statement_timeout_ms", "must be at least 1 ms");
         }
         self.connection_config()?;
+        for replica in self.replicas() {
+            replica
+                .connection_config()
+                .map_err(|_| ConfigError::InvalidValue {
+                    key: "postgres.read_dsns",
+                    problem: format!("{} is not a valid DSN", replica.redacted_dsn()),
+                })?;
+        }
         Ok(())
+    }
+
+    /// The settings of each read replica: these, with its DSN.
+    pub fn replicas(&self) -> impl Iterator<Item = PostgresSettings> + '_ {
+        self.read_dsns.iter().map(|dsn| PostgresSettings {
+            dsn: dsn.clone(),
+            read_dsns: Vec::new(),
+            ..self.clone()
+        })
+    }
+
+    pub fn max_read_lag(&self) -> Duration {
+        Duration::from_millis(self.max_read_lag_ms)
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -107,6 +135,14 @@ impl fmt::Debug for PostgresSettings {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field(
+                "read_dsns",
+                &self
+                    .replicas()
+                    .map(|replica| replica.redacted_dsn())
+                    .collect::<Vec<_>>(),
+            )
+            .field("max_read_lag_ms", &self.max_read_lag_ms)
             .finish()
     }
 }

@@ -35,7 +35,7 @@ pub async fn export_events(
         })?;
     let applications = query.filter.applications_within(caller.read_scope());
     let (sender, mut receiver) = mpsc::channel::<Batch>(BATCHES_AHEAD);
-    let pool = runtime.repository.pool().clone();
+    let pool = runtime.repository.read_pool();
     let deadline = call_deadline(runtime.settings.postgres.statement_timeout());
     let (filter, after) = (query.filter, query.after);
     actix_web::rt::spawn(async move {

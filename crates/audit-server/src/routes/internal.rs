@@ -29,8 +29,14 @@ pub enum NotReady {
 
 #[tracing::instrument(name = "ready", skip_all)]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let replicas = (state.runtime_ref().repository.replicas())
+        .map(|replicas| crate::replicas::describe(&replicas.statuses()));
     let Err(not_ready) = probe_readiness(&state).await else {
-        return HttpResponse::Ok().json(json!({ "status": "ready" }));
+        let mut body = json!({ "status": "ready" });
+        if let Some(replicas) = replicas {
+            body["replicas"] = replicas;
+        }
+        return HttpResponse::Ok().json(body);
     };
     // The reason is a stable code and a fixed sentence: the database's own error text
     // can name hosts, users and schema, so it goes to the log only.
@@ -59,13 +65,17 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             "auth.mode is \"tokens\" and the tokens were not read yet",
         ),
     };
+    let mut body = json!({
+        "status": "not_ready",
+        "error": reason,
+        "message": message,
+    });
+    if let Some(replicas) = replicas {
+        body["replicas"] = replicas;
+    }
     HttpResponse::ServiceUnavailable()
         .insert_header(("Retry-After", "1"))
-        .json(json!({
-            "status": "not_ready",
-            "error": reason,
-            "message": message,
-        }))
+        .json(body)
 }
 
 /// Checks the database and the writer, and records the outcome in the

@@ -61,7 +61,7 @@ pub async fn stream_events(
     let start = match after {
         Some(after) => after.saturating_add(1),
         None => {
-            let client = connection_from(&runtime.repository.pool()).await?;
+            let client = connection_from(&runtime.repository.read_pool()).await?;
             tail::tree_size(&client).await?
         }
     };
@@ -166,7 +166,7 @@ async fn feed(
     let mut last_sent = Instant::now();
     loop {
         let rows = {
-            let client = connection_from(&runtime.repository.pool()).await?;
+            let client = connection_from(&runtime.repository.read_pool()).await?;
             tail::read_from(
                 &client,
                 follow.applications.as_deref(),
