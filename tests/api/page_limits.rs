@@ -150,3 +150,39 @@ async fn a_stored_timestamp_past_year_9999_answers_500_corrupt_row_naming_the_id
     );
     assert_eq!(app.get("/health").await.status(), 200);
 }
+
+/// Pages are prepared with one of a few literal limits (11 ... 1001): a page size
+/// between two of them, and one beyond the largest, give exactly the events asked for
+/// and the token of the last.
+#[tokio::test]
+async fn every_page_size_gives_exactly_its_events_whatever_limit_the_statement_has() {
+    let app = spawn_app_with(|settings| settings.api.max_page_size = 1_500).await;
+    let batch: Vec<Value> = (0..1_200).map(|n| event("a", json!({ "n": n }))).collect();
+    assert_eq!(app.post_events(&json!(batch)).await.status(), 201);
+    let ids: Vec<i64> = app
+        .database
+        .column("SELECT id FROM events ORDER BY id DESC")
+        .await;
+
+    for size in [1, 7, 10, 33, 150, 1_000, 1_100] {
+        let body = json_body(app.get_events(&format!("?page_size={size}")).await).await;
+        let served: Vec<i64> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(served, ids[..size], "page_size={size}");
+        assert_eq!(body["next_page"], json!(ids[size - 1]), "page_size={size}");
+        let below = format!("?page_size={size}&page_token={}", ids[size - 1]);
+        let body = json_body(app.get_events(&below).await).await;
+        let next: Vec<i64> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["id"].as_i64().unwrap())
+            .collect();
+        let end = (2 * size).min(ids.len());
+        assert_eq!(next, ids[size..end], "the page after, page_size={size}");
+    }
+}
