@@ -27,6 +27,14 @@ CREATE TABLE event_partitions (
     CHECK (first_id < end_id)
 );
 
+-- The optional search indexes an operator may have built (audit_core::search_index):
+-- their names pass from the old table to the partitioned one.
+CREATE TEMPORARY TABLE optional_indexes (name, definition) AS VALUES
+    ('events_application_name_id', '(application_name, id)'),
+    ('events_event_kind_id', '(event_kind, id)'),
+    ('events_event_ts_id', '(event_ts, id)'),
+    ('events_payload_jsonb', 'USING gin ((payload::jsonb) jsonb_path_ops)');
+
 DO $$
 DECLARE
     next_id bigint;
@@ -45,14 +53,7 @@ BEGIN
 
     ALTER TABLE events RENAME TO events_adopted;
     ALTER INDEX events_pkey RENAME TO events_adopted_pkey;
-    -- The optional search indexes an operator may have built (search_index): their
-    -- names now belong to the partitioned table's indexes.
-    FOR known IN SELECT * FROM (VALUES
-        ('events_application_name_id', '(application_name, id)'),
-        ('events_event_kind_id', '(event_kind, id)'),
-        ('events_event_ts_id', '(event_ts, id)'),
-        ('events_payload_jsonb', 'USING gin ((payload::jsonb) jsonb_path_ops)')
-    ) AS optional(name, definition) LOOP
+    FOR known IN SELECT * FROM optional_indexes LOOP
         IF to_regclass(known.name) IS NOT NULL THEN
             EXECUTE format('ALTER INDEX %I RENAME TO %I',
                 known.name, 'events_adopted_' || substr(known.name, 8));
@@ -75,12 +76,7 @@ BEGIN
             next_id);
         INSERT INTO event_partitions (name, first_id, end_id, opened_at)
             VALUES ('events_adopted', -9223372036854775808, next_id, now());
-        FOR known IN SELECT * FROM (VALUES
-            ('events_application_name_id', '(application_name, id)'),
-            ('events_event_kind_id', '(event_kind, id)'),
-            ('events_event_ts_id', '(event_ts, id)'),
-            ('events_payload_jsonb', 'USING gin ((payload::jsonb) jsonb_path_ops)')
-        ) AS optional(name, definition) LOOP
+        FOR known IN SELECT * FROM optional_indexes LOOP
             IF to_regclass('events_adopted_' || substr(known.name, 8)) IS NOT NULL THEN
                 EXECUTE format('CREATE INDEX %I ON ONLY events %s',
                     known.name, known.definition);
@@ -98,3 +94,5 @@ BEGIN
     INSERT INTO event_partitions (name, first_id, end_id)
         VALUES ('events_from_' || next_id, next_id, first_end);
 END $$;
+
+DROP TABLE optional_indexes;

@@ -97,6 +97,19 @@ async fn stored_ids(app: &TestApp, order: &str) -> Vec<i64> {
         .await
 }
 
+/// Every event's id with its content, in id order.
+async fn every_event(client: &tokio_postgres::Client) -> Vec<(i64, String)> {
+    (client.query(
+        "SELECT id, event_ts::text || application_name || payload::text FROM events ORDER BY id",
+        &[],
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
 #[tokio::test]
 async fn adopting_an_unpartitioned_table_keeps_every_event_and_its_index() {
     let database = TestDatabase::create_empty().await;
@@ -111,27 +124,11 @@ async fn adopting_an_unpartitioned_table_keeps_every_event_and_its_index() {
         )
         .await
         .unwrap();
-    let before: Vec<(i64, String)> = (client.query(
-        "SELECT id, event_ts::text || application_name || payload::text FROM events ORDER BY id",
-        &[],
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect();
+    let before = every_event(&client).await;
 
     database::migrate(&database.settings).await.unwrap();
 
-    let after: Vec<(i64, String)> = (client.query(
-        "SELECT id, event_ts::text || application_name || payload::text FROM events ORDER BY id",
-        &[],
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect();
+    let after = every_event(&client).await;
     assert_eq!(after, before);
     let kind: i8 = client
         .query_one(

@@ -43,18 +43,7 @@ fn is_root() -> bool {
 impl PrivateCluster {
     /// Creates and starts a cluster on a free port, trusting local connections.
     pub fn start() -> Self {
-        let directory = tempfile::tempdir().unwrap();
-        if is_root() {
-            // PostgreSQL refuses to run as root; its files belong to `postgres`.
-            run(Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(directory.path()));
-        }
-        let cluster = Self {
-            port: free_port(),
-            binaries: server_binaries(),
-            directory,
-        };
+        let cluster = Self::unstarted();
         run(&mut cluster.as_owner(
             "initdb",
             &[
@@ -75,17 +64,7 @@ impl PrivateCluster {
     /// protocol (`-R` writes the standby's connection settings into it), started on a
     /// port of its own.
     pub fn replica_of(primary: &PrivateCluster) -> Self {
-        let directory = tempfile::tempdir().unwrap();
-        if is_root() {
-            run(Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(directory.path()));
-        }
-        let cluster = Self {
-            port: free_port(),
-            binaries: server_binaries(),
-            directory,
-        };
+        let cluster = Self::unstarted();
         let primary_port = primary.port.to_string();
         run(&mut cluster.as_owner(
             "pg_basebackup",
@@ -108,6 +87,22 @@ impl PrivateCluster {
         ));
         cluster.start_server();
         cluster
+    }
+
+    /// A directory for a cluster's files and a free port, nothing in them yet.
+    fn unstarted() -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        if is_root() {
+            // PostgreSQL refuses to run as root; its files belong to `postgres`.
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(directory.path()));
+        }
+        Self {
+            port: free_port(),
+            binaries: server_binaries(),
+            directory,
+        }
     }
 
     fn data(&self) -> String {

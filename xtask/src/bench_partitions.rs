@@ -75,6 +75,7 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
     };
     let ingest = || run_load(load());
 
+    settle(&dsn)?;
     let mut server = start_server(&context, &config)?;
     let empty = ingest();
     let _ = server.kill();
@@ -95,7 +96,7 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
     )?;
     let loaded = started.elapsed().as_secs_f64();
     run_checked(Command::new("psql").args(["-q", &dsn, "-c", "VACUUM ANALYZE events"]))?;
-    run_checked(Command::new("psql").args(["-q", &dsn, "-c", "CHECKPOINT"]))?;
+    settle(&dsn)?;
     let size = psql_value(
         &dsn,
         "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) \
@@ -160,6 +161,13 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
         write_report_section(&context, "bench-partitions", output, &report)?;
     }
     Ok(())
+}
+
+/// A checkpoint, then the kernel's dirty pages written out: after loading gigabytes,
+/// the write-back would otherwise run into the next measurement.
+fn settle(dsn: &str) -> anyhow::Result<()> {
+    run_checked(Command::new("psql").args(["-q", dsn, "-c", "CHECKPOINT"]))?;
+    run_checked(&mut Command::new("sync"))
 }
 
 /// Runs one wrk load; any failed POST fails the benchmark.
