@@ -8,7 +8,9 @@
 //!    `retention.max_age_days`, so that the server detaches and drops it under the
 //!    load: its p99 against (3)'s.
 //!
-//! The raw COPY ceiling is measured before and after, in the same run. The figures go
+//! Each measured run follows an unreported 5 s warm-up on the same server (the empty
+//! table is emptied again after it). The raw COPY ceiling is measured before and
+//! after, in the same run. The figures go
 //! to BENCHMARKS.md between their own markers.
 
 use std::fmt::Write as _;
@@ -29,6 +31,8 @@ const DATABASE: &str = "audit_bench_partitions";
 const CLIENTS: u32 = 32;
 /// When, into the run under drop, the partition is aged.
 const DROP_AFTER: Duration = Duration::from_secs(2);
+/// The unreported run before each measured one.
+const WARM_UP_SECONDS: u32 = 5;
 
 pub struct PartitionPlan {
     pub grown_rows: u64,
@@ -68,16 +72,23 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
     std::fs::write(&config, retention)?;
     let script = post_script(&context.directory, 100)?;
     let url = format!("http://127.0.0.1:{PORT}/api/event");
-    let load = || {
-        let command = wrk_command(&url, Some(&script), CLIENTS, plan.ingest_seconds);
+    let load = |seconds| {
+        let command = wrk_command(&url, Some(&script), CLIENTS, seconds);
         context.record(&command);
         command
     };
-    let ingest = || run_load(load());
+    let load = |seconds: Option<u32>| load(seconds.unwrap_or(plan.ingest_seconds));
+    let ingest = || run_load(load(None));
 
-    settle(&dsn)?;
     let mut server = start_server(&context, &config)?;
-    let empty = ingest();
+    // Each measurement follows a warm-up run on the same server: the first seconds
+    // after a start (and after a load) are not what a running service sees. The
+    // empty table is emptied again after its warm-up.
+    let empty = warm_up(&load).and_then(|()| {
+        run_checked(Command::new("psql").args(["-q", &dsn, "-c", "TRUNCATE events"]))?;
+        settle(&dsn)?;
+        ingest()
+    });
     let _ = server.kill();
     let _ = server.wait();
     let empty = empty?;
@@ -170,6 +181,11 @@ fn settle(dsn: &str) -> anyhow::Result<()> {
     run_checked(&mut Command::new("sync"))
 }
 
+/// A few seconds of the same load, not reported.
+fn warm_up(load: &dyn Fn(Option<u32>) -> Command) -> anyhow::Result<()> {
+    run_load(load(Some(WARM_UP_SECONDS))).map(drop)
+}
+
 /// Runs one wrk load; any failed POST fails the benchmark.
 fn run_load(mut command: Command) -> anyhow::Result<WrkResult> {
     let result = run_wrk(&mut command)?;
@@ -190,7 +206,7 @@ struct Dropped {
 /// and the server drops it.
 fn grown_and_dropping(
     dsn: &str,
-    load: &dyn Fn() -> Command,
+    load: &dyn Fn(Option<u32>) -> Command,
 ) -> anyhow::Result<(WrkResult, WrkResult, Dropped)> {
     // The server closes the loaded partitions in its first rounds.
     let closed = "SELECT count(*) FROM event_partitions WHERE closed_at IS NOT NULL";
@@ -201,7 +217,8 @@ fn grown_and_dropping(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let grown = run_load(load())?;
+    warm_up(load)?;
+    let grown = run_load(load(None))?;
 
     let victim = psql_value(
         dsn,
@@ -220,7 +237,7 @@ fn grown_and_dropping(
     )?
     .parse()
     .context("ids of the partition")?;
-    let command = load();
+    let command = load(None);
     let (dropping, expired) = std::thread::scope(|scope| {
         let load = scope.spawn(move || run_load(command));
         std::thread::sleep(DROP_AFTER);
