@@ -50,7 +50,7 @@ enum Task {
 }
 
 /// Benchmark ingest on an empty and a 50M-event table, and writers while retention
-/// drops a partition (about 10 minutes; 6 GB of disk for a while).
+/// drops a partition (about 8 minutes; 10 GB of disk for a while).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "bench-partitions")]
 struct BenchPartitions {
