@@ -239,6 +239,19 @@ async fn age_closed_partitions(app: &TestApp, end: i64) {
         .unwrap();
 }
 
+/// Waits until retention has dropped `count` partitions in all.
+async fn wait_for_drops(app: &TestApp, count: i64) {
+    wait_until("the expired partitions dropped", || async {
+        scalar(
+            app,
+            "SELECT count(*) FROM event_partitions WHERE dropped_at IS NOT NULL",
+        )
+        .await
+            == count
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_drop() {
     let mut app = spawn_partitioned(10, |settings| {
@@ -263,15 +276,7 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
         .reload_with(|settings| settings.retention.hold = false)
         .await;
     assert_eq!(response.status(), 200);
-    wait_until("the expired partitions dropped", || async {
-        scalar(
-            &app,
-            "SELECT count(*) FROM event_partitions WHERE dropped_at IS NOT NULL",
-        )
-        .await
-            == 2
-    })
-    .await;
+    wait_for_drops(&app, 2).await;
     let dropped: Vec<String> = app
         .database
         .column("SELECT name FROM event_partitions WHERE dropped_at IS NOT NULL ORDER BY name")
@@ -351,15 +356,7 @@ async fn the_verifier_tells_events_retention_dropped_from_events_deleted() {
         .await
         .unwrap();
     age_closed_partitions(&app, 1_000_021).await;
-    wait_until("the second partition dropped", || async {
-        scalar(
-            &app,
-            "SELECT count(*) FROM event_partitions WHERE dropped_at IS NOT NULL",
-        )
-        .await
-            == 2
-    })
-    .await;
+    wait_for_drops(&app, 2).await;
     app.wait_for_checkpoint(&key, 32).await;
     let verdict = run_verify(app.config_file.path(), &key.verifier, None);
     assert!(!verdict.holds, "{}", verdict.output);
