@@ -3,13 +3,14 @@
 //! hold, and told apart from tampering by the verifier).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use audit_core::database;
 use audit_core::migrations;
 use audit_core::search_index::{self, SearchIndex};
 use audit_server::settings::Settings;
 use audit_tests::sealing::{SealingKey, run_verify};
+use audit_tests::server_process::ServerProcess;
 use audit_tests::test_app::{TestApp, event, json_body, spawn_app_on};
 use audit_tests::test_database::TestDatabase;
 use serde_json::{Value, json};
@@ -368,4 +369,73 @@ async fn the_verifier_tells_events_retention_dropped_from_events_deleted() {
         "{}",
         verdict.output
     );
+}
+
+/// Two server processes on one database share the partitions' upkeep, one round at a
+/// time; when one is killed, the other keeps partitions ahead of the writers, each
+/// batch finding room within 5 s.
+#[tokio::test]
+async fn when_a_server_dies_another_keeps_the_partitions() {
+    let database = TestDatabase::create_migrated().await;
+    let client = database.client().await;
+    client
+        .batch_execute("SELECT setval('events_id_seq', 1000000)")
+        .await
+        .unwrap();
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    let text = format!(
+        "[postgres]\ndsn = \"{}\"\n[failure]\nchance = 0.0\n\
+         [partitions]\nsize = 10\nahead = 2\nmaintenance_interval_ms = 100\n",
+        database.settings.dsn
+    );
+    std::fs::write(config.path(), text).unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        servers.push(ServerProcess::start(config.path()).await);
+    }
+    let room = "SELECT max(end_id) - (SELECT last_value + 1 FROM events_id_seq) \
+                FROM event_partitions";
+    let room_left = async || -> i64 { client.query_one(room, &[]).await.unwrap().get(0) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while room_left().await < 20 {
+        assert!(Instant::now() < deadline, "no room made by either server");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    servers[0].signal("KILL");
+    servers[0].wait_for_exit(Duration::from_secs(5)).await;
+    let http = reqwest::Client::new();
+    for batch in 0..8 {
+        let waited = Instant::now();
+        while room_left().await < 10 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(5),
+                "batch {batch}: no room within 5 s of the other server's death"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let events: Vec<Value> = (0..10)
+            .map(|n| event("billing", json!({ "batch": batch, "n": n })))
+            .collect();
+        let response = http
+            .post(format!("{}/api/event", servers[1].address))
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
+    // Every partition made once, in contiguous ranges, and every event in one.
+    let gaps: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT end_id, lead(first_id) OVER (ORDER BY first_id) \
+             AS next FROM event_partitions) AS ranges WHERE next IS NOT NULL AND next <> end_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gaps, 0);
+    assert_eq!(database.count_events().await, 80);
 }
