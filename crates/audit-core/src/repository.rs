@@ -173,28 +173,36 @@ impl EventRepository {
         }
     }
 
-    /// Runs `read` on a usable replica; if that fails for want of the replica before
-    /// `read` handed anything on (`handed` says), the replica is set aside and `read`
+    /// Runs `read` on a usable replica, handing rows to `accept`; if that fails for want
+    /// of the replica before any row was handed on, the replica is set aside and `read`
     /// runs on the primary. A failing replica therefore never costs a reader a 5xx.
-    async fn read_with_fallback<T>(
+    async fn read_with_fallback(
         &self,
-        handed: &Cell<bool>,
-        mut read: impl AsyncFnMut(&Pool) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        if let Some((index, pool)) = self.replicas.as_ref().and_then(Replicas::choose) {
-            match read(&pool).await {
+        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        mut read: impl AsyncFnMut(
+            &Pool,
+            &mut dyn FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        ) -> Result<PageEnd, StorageError>,
+    ) -> Result<PageEnd, StorageError> {
+        let handed = Cell::new(false);
+        let mut noting = |event: StoredEvent<'_>| {
+            handed.set(true);
+            accept(event)
+        };
+        if let Some(replicas) = &self.replicas
+            && let Some((index, pool)) = replicas.choose()
+        {
+            match read(&pool, &mut noting).await {
                 Err(StorageError::Unavailable(error) | StorageError::OutcomeUnknown(error))
                     if !handed.get() =>
                 {
                     tracing::warn!(%error, "a read replica failed; reading from the primary");
-                    if let Some(replicas) = &self.replicas {
-                        replicas.mark_failed(index);
-                    }
+                    replicas.mark_failed(index);
                 }
                 other => return other,
             }
         }
-        read(&self.pools.current()).await
+        read(&self.pools.current(), &mut noting).await
     }
 
     /// The optional indexes reads go through, as last checked.
@@ -234,15 +242,10 @@ impl EventRepository {
         below: Option<i64>,
         limit: i64,
         max_scan_rows: i64,
-        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
-        let handed = Cell::new(false);
-        let mut accept = |event: StoredEvent<'_>| {
-            handed.set(true);
-            accept(event)
-        };
-        self.read_with_fallback(&handed, async |pool| {
-            self.read_page_on(pool, scope, below, limit, max_scan_rows, &mut accept)
+        self.read_with_fallback(accept, async |pool, accept| {
+            self.read_page_on(pool, scope, below, limit, max_scan_rows, accept)
                 .await
         })
         .await
@@ -309,17 +312,12 @@ impl EventRepository {
         token: Option<i64>,
         limit: i64,
         max_scan_rows: i64,
-        mut accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+        accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
     ) -> Result<PageEnd, StorageError> {
         let Some(values) = FilterValues::new(applications, filter) else {
             return Ok(PageEnd::default());
         };
-        let handed = Cell::new(false);
-        let mut accept = |event: StoredEvent<'_>| {
-            handed.set(true);
-            accept(event)
-        };
-        self.read_with_fallback(&handed, async |pool| {
+        self.read_with_fallback(accept, async |pool, accept| {
             let page = FilteredPage {
                 values: &values,
                 direction,
@@ -327,7 +325,7 @@ impl EventRepository {
                 limit,
                 max_scan_rows,
             };
-            self.read_filtered_page_on(pool, page, &mut accept).await
+            self.read_filtered_page_on(pool, page, accept).await
         })
         .await
     }
