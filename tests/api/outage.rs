@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use audit_core::database;
-use audit_tests::private_cluster::PrivateCluster;
+use audit_tests::private_cluster::{ClusterSettings, PrivateCluster};
 use audit_tests::test_app::{TestApp, spawn_app_on};
 use audit_tests::test_database::TestDatabase;
 use serde_json::{Value, json};
@@ -60,7 +60,7 @@ async fn post_batches(
 }
 
 async fn outage_under_load(shutdown_mode: &str) {
-    let cluster = PrivateCluster::start();
+    let cluster = PrivateCluster::start().unwrap();
     let settings = cluster.settings("audit");
     database::migrate(&settings).await.unwrap();
     let database = TestDatabase::adopt("audit", settings.clone());
@@ -77,12 +77,12 @@ async fn outage_under_load(shutdown_mode: &str) {
         .collect();
 
     tokio::time::sleep(Duration::from_millis(800)).await;
-    cluster.stop_server(shutdown_mode);
+    cluster.stop_server(shutdown_mode).unwrap();
     app.wait_for_status("/ready", 503, Duration::from_secs(10))
         .await;
     assert_eq!(app.get("/health").await.status(), 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.start_server();
+    cluster.start_server().unwrap();
     app.wait_for_status("/ready", 200, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;

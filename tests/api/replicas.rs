@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use audit_core::database;
-use audit_tests::private_cluster::PrivateCluster;
+use audit_tests::private_cluster::{ClusterSettings, PrivateCluster};
 use audit_tests::test_app::{TestApp, event, json_body, spawn_app_on};
 use audit_tests::test_database::TestDatabase;
 use serde_json::{Value, json};
@@ -68,10 +68,10 @@ async fn post_number(app: &TestApp, n: u64) {
 #[tokio::test]
 async fn servers_read_from_a_replica_fall_back_when_it_stops_and_keep_reading_when_the_primary_stops()
  {
-    let primary = PrivateCluster::start();
+    let primary = PrivateCluster::start().unwrap();
     let settings = primary.settings("audit");
     database::migrate(&settings).await.unwrap();
-    let replica = PrivateCluster::replica_of(&primary);
+    let replica = PrivateCluster::replica_of(&primary).unwrap();
     let replica_dsn = replica.settings("audit").dsn;
     let mut servers = Vec::new();
     for _ in 0..2 {
@@ -105,7 +105,7 @@ async fn servers_read_from_a_replica_fall_back_when_it_stops_and_keep_reading_wh
     }
 
     // The replica stops: reads fall back to the primary, none fails or misses one.
-    replica.stop_server("fast");
+    replica.stop_server("fast").unwrap();
     for n in 20..30 {
         post_number(&servers[usize::from(n % 2 == 1)], n).await;
         for server in &servers {
@@ -120,7 +120,7 @@ async fn servers_read_from_a_replica_fall_back_when_it_stops_and_keep_reading_wh
     }
 
     // Back, it catches up and is read from again.
-    replica.start_server();
+    replica.start_server().unwrap();
     for server in &servers {
         wait_until("the replica usable again", || async {
             replica_state(server).await == "usable"
@@ -134,7 +134,7 @@ async fn servers_read_from_a_replica_fall_back_when_it_stops_and_keep_reading_wh
 
     // The primary stops: writes are refused with 503 and Retry-After, and reads go on
     // from the replica, every acknowledged event exactly once.
-    primary.stop_server("fast");
+    primary.stop_server("fast").unwrap();
     for server in &servers {
         let response = (server.post_events(&json!([event("billing", json!({ "n": 99 }))]))).await;
         assert_eq!(response.status(), 503);

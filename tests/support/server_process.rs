@@ -1,7 +1,6 @@
 //! The installed-style `audit-server` binary as a child process, for what only a real
 //! process shows: signals and exit codes.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -28,11 +27,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 /// A port nothing listens on right now, for a child process to bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    private_cluster::free_port().unwrap()
 }
 
 impl ServerProcess {

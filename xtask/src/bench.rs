@@ -5,6 +5,9 @@
 //! 2. Ingest through the API with wrk at 1, 10, 100 and 1000 events per POST.
 //! 3. GET of the first page and of a page 5M deep in a bulk-loaded 10M-event table.
 //! 4. The server's peak RSS over the ingest runs.
+//! 5. Sealing, proofs and the verifier (`bench_integrity`), large pages' memory.
+//! 6. Writers while retention drops the read table's first partition
+//!    (`bench_partitions`), and reads through a streaming replica (`bench_replicas`).
 //!
 //! Every ingest and read figure is measured twice, with `auth.mode = "off"` and
 //! `"tokens"` (the same requests, bearer header included, in both), and reads once
@@ -28,7 +31,7 @@ use crate::command::{cargo, last_output_line, render, run_checked, workspace_roo
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::pgbench::{self, pgbench_command, run_pgbench};
 use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
-use crate::{bench_integrity, bench_memory};
+use crate::{bench_integrity, bench_memory, bench_partitions, bench_replicas};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
@@ -78,7 +81,7 @@ impl BenchPlan {
     pub fn smoke(output: Option<PathBuf>) -> Self {
         Self {
             ceiling_rows: 100_000,
-            read_rows: 200_000,
+            read_rows: 1_000_000,
             run_seconds: 2,
             connection_divisor: 4,
             memory_settle: Duration::from_secs(2),
@@ -367,6 +370,13 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
     let _ = server.wait();
     report.push_str(&sealing_report(&context, plan, &read_dsn, ceiling)?);
     report.push_str(&bench_memory::large_pages(&context, plan)?);
+    // Last on the read table: the drop takes its first partition away.
+    report.push_str(&bench_partitions::drop_under_load(
+        &context,
+        &read_dsn,
+        plan.run_seconds,
+    )?);
+    report.push_str(&bench_replicas::replica_reads(&context, plan)?);
     for database in [
         INGEST_DATABASE,
         READ_DATABASE,
@@ -932,7 +942,7 @@ pub(crate) fn curl(arguments: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn bulk_load(context: &BenchEnvironment, dsn: &str, rows: u64) -> anyhow::Result<()> {
+pub(crate) fn bulk_load(context: &BenchEnvironment, dsn: &str, rows: u64) -> anyhow::Result<()> {
     context.run_recorded(Command::new(context.binaries.join("audit-generate")).args([
         "bulk",
         "--count",

@@ -14,7 +14,7 @@
 //! to BENCHMARKS.md between their own markers.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -66,18 +66,10 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
     let context = BenchEnvironment::prepare()?;
     let ceiling_before = measure_ceiling(&context, plan.ceiling_rows)?;
     let dsn = fresh_database(&context, DATABASE)?;
-    let config = write_server_config(&context, &dsn, "off")?;
-    let mut retention = std::fs::read_to_string(&config)?;
-    retention.push_str("[retention]\nmax_age_days = 30\n");
-    std::fs::write(&config, retention)?;
+    let config = retention_config(&context, &dsn)?;
     let script = post_script(&context.directory, 100)?;
-    let url = format!("http://127.0.0.1:{PORT}/api/event");
-    let load = |seconds| {
-        let command = wrk_command(&url, Some(&script), CLIENTS, seconds);
-        context.record(&command);
-        command
-    };
-    let load = |seconds: Option<u32>| load(seconds.unwrap_or(plan.ingest_seconds));
+    let load =
+        |seconds: Option<u32>| post_load(&context, &script, seconds.unwrap_or(plan.ingest_seconds));
     let ingest = || run_load(load(None));
 
     let mut server = start_server(&context, &config)?;
@@ -155,23 +147,69 @@ pub fn bench_partitions(plan: &PartitionPlan) -> anyhow::Result<()> {
         events(&grown) / ceiling,
         grown.latency_summary()
     )?;
-    writeln!(
-        report,
-        "100-event POSTs while retention drops a partition of {} events ({} ids), dropped {:.1} s after it expired: {:.0} events/s, p99 {:.2} ms against {:.2} ms without ({:.2}x, target at most 2x), {}",
-        dropped.events,
-        dropped.ids,
-        dropped.after.as_secs_f64(),
-        events(&dropping),
-        dropping.p99_ms,
-        grown.p99_ms,
-        dropping.p99_ms / grown.p99_ms,
-        dropping.latency_summary()
-    )?;
+    report.push_str(&drop_line(&grown, &dropping, &dropped));
     println!("{report}");
     if let Some(output) = &plan.output {
         write_report_section(&context, "bench-partitions", output, &report)?;
     }
     Ok(())
+}
+
+/// Writer latency while retention drops a partition, for `cargo xtask bench`: on a
+/// table the bench has loaded (its first partition full and closed), 100-event POSTs
+/// without a drop, then with one.
+pub(crate) fn drop_under_load(
+    context: &BenchEnvironment,
+    dsn: &str,
+    seconds: u32,
+) -> anyhow::Result<String> {
+    let config = retention_config(context, dsn)?;
+    let script = post_script(&context.directory, 100)?;
+    let load = |run: Option<u32>| post_load(context, &script, run.unwrap_or(seconds));
+    let mut server = start_server(context, &config)?;
+    let measured = grown_and_dropping(dsn, &load);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (grown, dropping, dropped) = measured?;
+    Ok(format!(
+        "100-event POSTs, {CLIENTS} clients, on the loaded table: {:.0} events/s, {}\n{}",
+        grown.requests_per_second * 100.0,
+        grown.latency_summary(),
+        drop_line(&grown, &dropping, &dropped)
+    ))
+}
+
+/// The server's config for `dsn`, with retention on (30 days): the runs age a
+/// partition past it.
+fn retention_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<PathBuf> {
+    let config = write_server_config(context, dsn, "off")?;
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str("[retention]\nmax_age_days = 30\n");
+    std::fs::write(&config, text)?;
+    Ok(config)
+}
+
+/// wrk posting 100-event batches from [`CLIENTS`] clients, noted for the report.
+fn post_load(context: &BenchEnvironment, script: &Path, seconds: u32) -> Command {
+    let url = format!("http://127.0.0.1:{PORT}/api/event");
+    let command = wrk_command(&url, Some(script), CLIENTS, seconds);
+    context.record(&command);
+    command
+}
+
+/// The report's line on the run during a drop, against the run without.
+fn drop_line(grown: &WrkResult, dropping: &WrkResult, dropped: &Dropped) -> String {
+    format!(
+        "100-event POSTs while retention drops a partition of {} events ({} ids), dropped {:.1} s after it expired: {:.0} events/s, p99 {:.2} ms against {:.2} ms without ({:.2}x, target at most 2x), {}\n",
+        dropped.events,
+        dropped.ids,
+        dropped.after.as_secs_f64(),
+        dropping.requests_per_second * 100.0,
+        dropping.p99_ms,
+        grown.p99_ms,
+        dropping.p99_ms / grown.p99_ms,
+        dropping.latency_summary()
+    )
 }
 
 /// A checkpoint, then the kernel's dirty pages written out: after loading gigabytes,

@@ -16,6 +16,7 @@ mod bench_export;
 mod bench_integrity;
 mod bench_memory;
 mod bench_partitions;
+mod bench_replicas;
 mod bench_search;
 mod chart;
 mod command;
