@@ -39,3 +39,4 @@ mod stalled_database;
 mod stream;
 mod tamper;
 mod tidy;
+mod viewer;

@@ -5,6 +5,7 @@
 // Every other workspace lint applies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod private_cluster;
 pub mod sealing;
 pub mod server_process;

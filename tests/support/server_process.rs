@@ -41,7 +41,10 @@ impl ServerProcess {
         config: &std::path::Path,
         environment: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
+        // An `APP_PORT` given (to come back on an address clients know) wins.
+        let port = (environment.iter())
+            .find(|(name, _)| *name == "APP_PORT")
+            .map_or_else(free_port, |(_, port)| port.parse().unwrap());
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(workspace_binary("audit-server"))
             .arg("--config")
@@ -74,7 +77,10 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the server did not become healthy within 20 s");
+        panic!(
+            "the server did not become healthy within 20 s; it logged:\n{}",
+            self.log_text()
+        );
     }
 
     /// What the server has logged so far.

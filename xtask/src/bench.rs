@@ -8,6 +8,7 @@
 //! 5. Sealing, proofs and the verifier (`bench_integrity`), large pages' memory.
 //! 6. Writers while retention drops the read table's first partition
 //!    (`bench_partitions`), and reads through a streaming replica (`bench_replicas`).
+//! 7. The viewer's weight and time to first rows on the read table (`bench_viewer`).
 //!
 //! Every ingest and read figure is measured twice, with `auth.mode = "off"` and
 //! `"tokens"` (the same requests, bearer header included, in both), and reads once
@@ -31,7 +32,7 @@ use crate::command::{cargo, last_output_line, render, run_checked, workspace_roo
 use crate::cpu::{CpuPerRequest, CpuSample};
 use crate::pgbench::{self, pgbench_command, run_pgbench};
 use crate::wrk::{WrkResult, run_wrk, wrk_command_with_header};
-use crate::{bench_integrity, bench_memory, bench_partitions, bench_replicas};
+use crate::{bench_integrity, bench_memory, bench_partitions, bench_replicas, bench_viewer};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const INGEST_DATABASE: &str = "audit_bench_ingest";
@@ -365,6 +366,8 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<()> {
         "GET first page vs the original's 1.9k requests/s: {:.1}x",
         first.requests_per_second / 1900.0
     )?;
+
+    report.push_str(&bench_viewer::viewer_report(plan.read_rows)?);
 
     let _ = server.kill();
     let _ = server.wait();

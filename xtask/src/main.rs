@@ -18,6 +18,7 @@ mod bench_memory;
 mod bench_partitions;
 mod bench_replicas;
 mod bench_search;
+mod bench_viewer;
 mod chart;
 mod command;
 mod cpu;

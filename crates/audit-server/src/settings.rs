@@ -58,6 +58,9 @@ pub struct IntegritySettings {
     pub seal_interval_ms: u64,
     /// A file every checkpoint is also appended to, outside the database.
     pub checkpoint_log: Option<PathBuf>,
+    /// The verifier key (`name+id+key`) the viewer at `/ui` offers for checking
+    /// proofs in the browser; a user may paste another.
+    pub verifier_key: Option<String>,
 }
 
 impl Default for IntegritySettings {
@@ -69,6 +72,7 @@ impl Default for IntegritySettings {
             checkpoint_interval_ms: 1_000,
             seal_interval_ms: 200,
             checkpoint_log: None,
+            verifier_key: None,
         }
     }
 }

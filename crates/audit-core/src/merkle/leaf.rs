@@ -64,18 +64,31 @@ impl LeafContent<'_> {
     /// The content digest (see the module's tables).
     pub fn digest(&self) -> Hash {
         let mut hasher = Sha256::new();
-        hasher.update(self.event_ts_micros().to_be_bytes());
+        self.write_content(|bytes| hasher.update(bytes));
+        hasher.finalize().into()
+    }
+
+    /// The content bytes themselves, which hash to [`Self::digest`]: for a client that
+    /// checks the event it shows against its leaf.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut content = Vec::with_capacity(21 + self.payload.len());
+        self.write_content(|bytes| content.extend_from_slice(bytes));
+        content
+    }
+
+    /// Hands the content bytes to `put` in order, with no copy of the texts.
+    fn write_content(&self, mut put: impl FnMut(&[u8])) {
+        put(&self.event_ts_micros().to_be_bytes());
         for text in [self.application_name, self.event_kind, self.payload] {
-            put_text(&mut hasher, text);
+            put_text(&mut put, text);
         }
         match self.token_name {
-            None => hasher.update([0x00]),
+            None => put(&[0x00]),
             Some(name) => {
-                hasher.update([0x01]);
-                put_text(&mut hasher, name);
+                put(&[0x01]);
+                put_text(&mut put, name);
             }
         }
-        hasher.finalize().into()
     }
 
     /// The CRC-32 of each text, to name a changed field (not security: the digest is).
@@ -148,11 +161,11 @@ pub fn leaf_hash_of(id: i64, digest: &Hash) -> Hash {
     hasher.finalize().into()
 }
 
-fn put_text(hasher: &mut Sha256, text: &str) {
+fn put_text(put: &mut impl FnMut(&[u8]), text: &str) {
     // Names are under 126 bytes and payloads under 1 GiB (the validated types and
     // PostgreSQL's own field limit), so the length fits.
-    hasher.update(u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
-    hasher.update(text.as_bytes());
+    put(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
+    put(text.as_bytes());
 }
 
 #[cfg(test)]
@@ -193,6 +206,7 @@ mod tests {
 
         assert_eq!(event().to_bytes(), expected);
         assert_eq!(event().hash(), crate::merkle::leaf_hash(&expected));
+        assert_eq!(event().content().bytes(), content);
 
         let tokened = LeafEvent {
             token_name: Some("ci"),
@@ -203,6 +217,7 @@ mod tests {
         tokened_content.extend_from_slice(b"\x01\0\0\0\x02ci");
         let tokened_digest: Hash = Sha256::digest(&tokened_content).into();
         assert_eq!(tokened.content().digest(), tokened_digest);
+        assert_eq!(tokened.content().bytes(), tokened_content);
         assert_eq!(&tokened.content().seal()[..32], &tokened_digest);
         assert_eq!(
             &tokened.content().seal()[44..],

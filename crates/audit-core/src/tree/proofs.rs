@@ -4,8 +4,9 @@
 
 use deadpool_postgres::Client;
 
-use crate::merkle::{self, Hash, SubtreeSource, Wanted};
+use crate::merkle::{self, Hash, LeafContent, SubtreeSource, Wanted};
 use crate::storage_error::{StorageError, classify};
+use crate::timestamp::EventTimestamp;
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{FetchedSubtrees, MissingTile, TILE_WIDTH, read_subtrees};
 
@@ -38,7 +39,8 @@ const LATEST_CHECKPOINT: &str =
 const CHECKPOINT_OF_SIZE: &str = "SELECT size, note FROM tree_checkpoints WHERE size = $1";
 /// The event's application, and each leaf tile whose id range holds its id (ranges of
 /// neighbouring tiles overlap where commits interleaved); no tile when not sealed.
-const EVENT_AND_TILES: &str = "SELECT e.application_name, l.tile, l.records \
+const EVENT_AND_TILES: &str = "SELECT e.application_name, l.tile, l.records, \
+     e.event_ts, e.event_kind, e.payload::text, e.token_name \
      FROM events AS e \
      LEFT JOIN tree_leaves AS l ON int8range(l.min_id, l.max_id, '[]') @> e.id \
      WHERE e.id = $1";
@@ -76,12 +78,19 @@ pub async fn checkpoint(
     .transpose()
 }
 
-/// The application of event `id` (none when no event has it) and its leaf index,
-/// when it is sealed.
-pub async fn find_leaf(
-    client: &Client,
-    id: i64,
-) -> Result<Option<(String, Option<u64>)>, StorageError> {
+/// An event as its proof names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundLeaf {
+    pub application: String,
+    /// Its leaf index, once it is sealed.
+    pub leaf_index: Option<u64>,
+    /// The leaf's content bytes (`merkle::leaf`) recomputed from the row as stored
+    /// now: a client hashes them itself, so a changed row fails its proof.
+    pub content: Vec<u8>,
+}
+
+/// Event `id` with its leaf index (none when no event has it).
+pub async fn find_leaf(client: &Client, id: i64) -> Result<Option<FoundLeaf>, StorageError> {
     let statement = client
         .prepare_cached(EVENT_AND_TILES)
         .await
@@ -90,7 +99,23 @@ pub async fn find_leaf(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
+    let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
+    let event_ts = first
+        .try_get(3)
+        .map_err(|error| corrupt(error.to_string()))
+        .and_then(|value| {
+            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
+        })?;
     let application: String = first.try_get(0).map_err(classify)?;
+    let content = LeafContent {
+        event_ts,
+        application_name: &application,
+        event_kind: first.try_get(4).map_err(classify)?,
+        payload: first.try_get(5).map_err(classify)?,
+        token_name: first.try_get(6).map_err(classify)?,
+    }
+    .bytes();
+    let mut leaf_index = None;
     for row in &rows {
         let Some(tile) = row.try_get::<_, Option<i64>>(1).map_err(classify)? else {
             continue;
@@ -99,13 +124,15 @@ pub async fn find_leaf(
         let records = LeafRecord::parse_all(&bytes).unwrap_or_default();
         if let Some(position) = records.iter().position(|record| record.id == id) {
             let tile = u64::try_from(tile).unwrap_or(0);
-            return Ok(Some((
-                application,
-                Some(tile * TILE_WIDTH + position as u64),
-            )));
+            leaf_index = Some(tile * TILE_WIDTH + position as u64);
+            break;
         }
     }
-    Ok(Some((application, None)))
+    Ok(Some(FoundLeaf {
+        application,
+        leaf_index,
+        content,
+    }))
 }
 
 /// The inclusion proof of leaf `leaf_index` in the tree of `tree_size` leaves.

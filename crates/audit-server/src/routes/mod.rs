@@ -9,6 +9,7 @@ mod fallback;
 mod internal;
 mod proofs;
 mod stream;
+mod viewer;
 
 pub use fallback::not_found;
 pub use internal::probe_readiness;
@@ -81,6 +82,26 @@ pub fn configure(config: &mut web::ServiceConfig, surface: Surface) {
                 "/ready",
                 "GET",
                 web::get().to(internal::ready),
+            ))
+            .service(internal_resource(
+                viewer::UI_PATH,
+                "GET",
+                web::get().to(viewer::page),
+            ))
+            .service(internal_resource(
+                viewer::UI_SCRIPT_PATH,
+                "GET",
+                web::get().to(viewer::script),
+            ))
+            .service(internal_resource(
+                viewer::UI_STYLE_PATH,
+                "GET",
+                web::get().to(viewer::style),
+            ))
+            .service(internal_resource(
+                viewer::UI_SETTINGS_PATH,
+                "GET",
+                web::get().to(viewer::settings),
             ))
             .service(internal_resource(
                 "/openapi.json",

@@ -22,6 +22,9 @@ struct InclusionBody {
     tree_size: u64,
     leaf_hash: String,
     inclusion_path: Vec<String>,
+    /// The event's leaf content as stored now (README, "The leaf"): hashed by the
+    /// client, it must lead to the signed root through `inclusion_path`.
+    leaf_content: String,
 }
 
 #[derive(Serialize)]
@@ -65,21 +68,21 @@ pub async fn event_proof(
     let found = with_connection(&runtime, async |client| {
         let client = &*client;
         let checkpoint = proofs::checkpoint(client, tree_size).await?;
-        let Some((application, leaf)) = proofs::find_leaf(client, id).await? else {
+        let Some(leaf) = proofs::find_leaf(client, id).await? else {
             return Ok(Found::NoEvent);
         };
-        if !caller.read_scope().allows(&application) {
+        if !caller.read_scope().allows(&leaf.application) {
             // Not even its existence is told to a token that may not read it.
             return Ok(Found::NoEvent);
         }
-        let (leaf_index, checkpoint) = match (leaf, checkpoint) {
+        let (leaf_index, checkpoint) = match (leaf.leaf_index, checkpoint) {
             (None, _) => return Ok(Found::NotSealed),
             (Some(_), None) => return Ok(Found::NoCheckpoint),
             (Some(leaf_index), Some(checkpoint)) => (leaf_index, checkpoint),
         };
         let proof = proofs::inclusion(client, leaf_index, checkpoint.size).await?;
         Ok(match proof {
-            Some(proof) => Found::Proof(proof),
+            Some(proof) => Found::Proof(proof, leaf.content),
             None => Found::NotCovered {
                 leaf_index,
                 checkpoint,
@@ -88,11 +91,12 @@ pub async fn event_proof(
     })
     .await?;
     match found {
-        Found::Proof(proof) => Ok(HttpResponse::Ok().json(InclusionBody {
+        Found::Proof(proof, content) => Ok(HttpResponse::Ok().json(InclusionBody {
             leaf_index: proof.leaf_index,
             tree_size: proof.tree_size,
             leaf_hash: STANDARD.encode(proof.leaf_hash),
             inclusion_path: encode_all(&proof.path),
+            leaf_content: STANDARD.encode(content),
         })),
         Found::NoEvent => Err(ApiError::Missing {
             code: "event_not_found",
@@ -132,7 +136,8 @@ enum Found {
         leaf_index: u64,
         checkpoint: StoredCheckpoint,
     },
-    Proof(proofs::InclusionProof),
+    /// The proof, and the leaf content of the event as stored now.
+    Proof(proofs::InclusionProof, Vec<u8>),
 }
 
 /// `GET /api/consistency?first=M&second=N`.

@@ -1,6 +1,7 @@
 //! `GET /api/event/stream`: the live tail as Server-Sent Events, in the tree's order
 //! (`audit_core::tail`). Each event is `id: <position>` and `data: <its JSON>`; a
-//! client resumes after the last position it got (`Last-Event-ID`, or `after`).
+//! client resumes after the last position it got (`Last-Event-ID`, or `after`). The
+//! stream opens, and each heartbeat carries, an `id:` alone: the position read up to.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -164,6 +165,15 @@ async fn feed(
 ) -> Result<&'static str, StorageError> {
     let settings = &runtime.settings.stream;
     let mut last_sent = Instant::now();
+    // Where the stream starts, as a position to resume after (an `id:` alone sets a
+    // client's Last-Event-ID without an event), so that a client that drops before
+    // its first event resumes here rather than at the tree's size by then.
+    if let Some(before) = follow.position.checked_sub(1) {
+        let start = Bytes::from(format!("id: {before}\n\n"));
+        if sender.send(start).await.is_err() {
+            return Ok("client_left");
+        }
+    }
     loop {
         let rows = {
             let client = connection_from(&runtime.repository.read_pool()).await?;
@@ -187,7 +197,12 @@ async fn feed(
             chunk.extend_from_slice(b"\n\n");
         }
         if chunk.is_empty() && last_sent.elapsed() >= HEARTBEAT {
-            chunk.extend_from_slice(b": heartbeat\n\n");
+            // With the position read up to: a filtered stream resumes past the leaves
+            // it skipped.
+            let _ = match follow.position.checked_sub(1) {
+                Some(before) => write!(chunk, ": heartbeat\nid: {before}\n\n"),
+                None => write!(chunk, ": heartbeat\n\n"),
+            };
         }
         if !chunk.is_empty() {
             match tokio::time::timeout(settings.max_send_wait(), sender.send(Bytes::from(chunk)))
