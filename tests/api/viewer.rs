@@ -537,3 +537,78 @@ async fn with_tokens_the_viewer_asks_for_one_and_shows_only_what_it_may_read() {
         .await;
     assert_eq!(stored, json!([reader, 0, ""]), "the token stays in the tab");
 }
+
+#[tokio::test]
+async fn a_fast_stream_moves_nothing_in_view_and_keeps_at_most_500_rows() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    assert_eq!(app.post_events(&varied_events(60)).await.status(), 201);
+    let browser = Browser::start().await;
+    browser.open(&app.url("/ui?page_size=60")).await;
+    browser.loaded_row_ids().await;
+    browser.click("follow").await;
+    browser
+        .wait_for(
+            "following",
+            "return document.body.dataset.follow === 'live';",
+        )
+        .await;
+
+    // The reader has scrolled down to a row; a fast stream arrives above it.
+    let anchor = browser
+        .run(
+            "window.scrollTo(0, 600); \
+             const row = document.elementFromPoint(300, 450).closest('tr'); \
+             return [Number(row.dataset.id), row.getBoundingClientRect().top];",
+            vec![],
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let mut posted = 60;
+    for _ in 0..4 {
+        post_batch(&http, &app.address, posted, 50).await;
+        posted += 50;
+    }
+    browser
+        .wait_for(
+            "the new events",
+            &format!("return document.querySelectorAll('#events tbody tr').length === {posted};"),
+        )
+        .await;
+    let moved = browser
+        .run(
+            "const row = document.querySelector(`#events tr[data-id='${arguments[0]}']`); \
+             return row.getBoundingClientRect().top;",
+            vec![anchor[0].clone()],
+        )
+        .await;
+    let (before, after) = (anchor[1].as_f64().unwrap(), moved.as_f64().unwrap());
+    assert!(
+        (before - after).abs() < 1.0,
+        "the row in view moved from {before} to {after} px"
+    );
+
+    // Past 500 rows the oldest leave: the newest 500, newest first.
+    for _ in 0..8 {
+        post_batch(&http, &app.address, posted, 50).await;
+        posted += 50;
+    }
+    let newest = api_ids(&app.address, "page_size=1", None).await[0];
+    browser
+        .wait_for(
+            "the newest event on top",
+            &format!(
+                "const row = document.querySelector('#events tbody tr'); \
+                 return row !== null && row.dataset.id === '{newest}';"
+            ),
+        )
+        .await;
+    let shown = browser.row_ids().await;
+    assert_eq!(shown.len(), 500, "rows kept");
+    let stored = api_ids(&app.address, "page_size=1000", None).await;
+    let mut newest_500: Vec<i64> = stored[..500].to_vec();
+    let mut shown_sorted = shown.clone();
+    newest_500.sort_unstable();
+    shown_sorted.sort_unstable();
+    assert_eq!(shown_sorted, newest_500, "the newest 500");
+}

@@ -211,16 +211,30 @@ function replaceRows(events) {
   $('events').tBodies[0].replaceChildren(...events.map(rowOf));
 }
 
-/// A followed event goes on top (newest first); past [`MAX_ROWS`] the oldest leave at
-/// the bottom, so a fast stream never grows the page without end.
-function prependEvent(event) {
+/// Followed events go on top (newest first); past [`MAX_ROWS`] the oldest leave at the
+/// bottom, so a fast stream never grows the page without end. A reader scrolled down
+/// to a row keeps it where it is: the page scrolls by what was added above it (the
+/// browser's own scroll anchoring is off, to make this exact).
+function prependEvents(events) {
+  if (!events.length) return;
   const body = $('events').tBodies[0];
-  state.ids.add(event.id);
-  state.events.unshift(event);
-  body.insertBefore(rowOf(event), body.firstChild);
+  const anchor = body.firstElementChild;
+  const anchorTop = anchor && anchor.getBoundingClientRect().top;
+  const fragment = document.createDocumentFragment();
+  for (const event of events.slice().reverse()) {
+    state.ids.add(event.id);
+    fragment.append(rowOf(event));
+  }
+  body.insertBefore(fragment, body.firstChild);
+  state.events = events.slice().reverse().concat(state.events);
   while (state.events.length > MAX_ROWS) {
     state.ids.delete(state.events.pop().id);
     body.lastChild.remove();
+  }
+  // What was on top before moved down by exactly what was added above it; rows
+  // removed at the bottom are below the reader.
+  if (window.scrollY > 0 && anchor && anchor.isConnected) {
+    window.scrollBy(0, anchor.getBoundingClientRect().top - anchorTop);
   }
 }
 
@@ -394,15 +408,21 @@ async function readStream(response, follow) {
     const { value, done } = await reader.read();
     if (done || state.follow !== follow) return;
     buffer += value;
+    const fresh = [];
     let end;
     while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
+      const event = takeMessage(buffer.slice(0, end), follow);
       buffer = buffer.slice(end + 2);
-      takeMessage(block, follow);
+      if (event && !state.ids.has(event.id) && !fresh.some((one) => one.id === event.id)) {
+        fresh.push(event);
+      }
     }
+    follow.received += fresh.length;
+    prependEvents(fresh);
   }
 }
 
+/// One SSE message: notes its position and returns its event, if it has one.
 function takeMessage(block, follow) {
   let id = null;
   const data = [];
@@ -411,15 +431,11 @@ function takeMessage(block, follow) {
     else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
   }
   // An id alone is where the stream is: resume after it.
-  if (id !== null && !data.length) follow.last = id;
-  if (!data.length) return;
-  const event = JSON.parse(data.join('\n'));
-  if (!state.ids.has(event.id)) {
-    prependEvent(event);
-    follow.received += 1;
-  }
-  follow.newest = event;
   if (id !== null) follow.last = id;
+  if (!data.length) return null;
+  const event = JSON.parse(data.join('\n'));
+  follow.newest = event;
+  return event;
 }
 
 function showFollowStatus(follow) {
