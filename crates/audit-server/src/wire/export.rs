@@ -80,9 +80,9 @@ impl ExportFormat {
                 body.push(b'\n');
             }
             Self::Csv => {
-                body.extend_from_slice(event.id.to_string().as_bytes());
+                body.extend_from_slice(itoa::Buffer::new().format(event.id).as_bytes());
                 body.push(b',');
-                body.extend_from_slice(event.event_ts.to_string().as_bytes());
+                body.extend_from_slice(&event.event_ts.formatted());
                 for text in [event.application_name, event.event_kind, event.payload] {
                     body.push(b',');
                     write_csv_field(body, text);

@@ -96,11 +96,11 @@ impl PageWriter {
         let mut head = Vec::with_capacity(64);
         head.extend_from_slice(b"{\"next_page\":");
         match self.next_page {
-            Some(token) => head.extend_from_slice(token.to_string().as_bytes()),
+            Some(token) => head.extend_from_slice(itoa::Buffer::new().format(token).as_bytes()),
             None => head.extend_from_slice(b"null"),
         }
         head.extend_from_slice(b",\"page_size\":");
-        head.extend_from_slice(self.page_size.to_string().as_bytes());
+        head.extend_from_slice(itoa::Buffer::new().format(self.page_size).as_bytes());
         head.extend_from_slice(b",\"data\":[");
         const TAIL: &[u8] = b"]}";
         if self.chunks.is_empty() {
@@ -121,9 +121,9 @@ impl PageWriter {
 pub fn render_event(body: &mut Vec<u8>, event: &StoredEvent<'_>) {
     // The id is additive to the original's shape: it names the event for its proof.
     body.extend_from_slice(b"{\"id\":");
-    body.extend_from_slice(event.id.to_string().as_bytes());
+    body.extend_from_slice(itoa::Buffer::new().format(event.id).as_bytes());
     body.extend_from_slice(b",\"event_ts\":\"");
-    body.extend_from_slice(event.event_ts.to_string().as_bytes());
+    body.extend_from_slice(&event.event_ts.formatted());
     body.extend_from_slice(b"\",\"application_name\":");
     write_json_string(body, event.application_name);
     body.extend_from_slice(b",\"event_kind\":");
