@@ -297,6 +297,21 @@ async fn each_filter_shows_the_api_answer_lives_in_the_url_and_exports_the_same(
     assert!(browser.text_of("status").await.starts_with("422"));
 }
 
+/// A browser on the viewer at `url`, following the live tail.
+async fn following(url: &str) -> Browser {
+    let browser = Browser::start().await;
+    browser.open(url).await;
+    browser.loaded_row_ids().await;
+    browser.click("follow").await;
+    browser
+        .wait_for(
+            "following",
+            "return document.body.dataset.follow === 'live';",
+        )
+        .await;
+    browser
+}
+
 async fn post_batch(http: &reqwest::Client, address: &str, from: usize, count: usize) {
     let events: Vec<Value> = (from..from + count)
         .map(|n| {
@@ -331,16 +346,7 @@ async fn following_shows_every_event_once_across_a_server_restart() {
     // Events from before the viewer opened: on its first page, never twice.
     post_batch(&http, &writer.address, 0, 5).await;
 
-    let browser = Browser::start().await;
-    browser.open(&format!("{}/ui", server.address)).await;
-    browser.loaded_row_ids().await;
-    browser.click("follow").await;
-    browser
-        .wait_for(
-            "following",
-            "return document.body.dataset.follow === 'live';",
-        )
-        .await;
+    let browser = following(&format!("{}/ui", server.address)).await;
 
     let port = server.address.rsplit(':').next().unwrap().to_owned();
     let restart = async || {
@@ -543,16 +549,7 @@ async fn a_fast_stream_moves_nothing_in_view_and_keeps_at_most_500_rows() {
     let key = SealingKey::new("audit.test/log");
     let app = spawn_app_with(|settings| key.apply(settings)).await;
     assert_eq!(app.post_events(&varied_events(60)).await.status(), 201);
-    let browser = Browser::start().await;
-    browser.open(&app.url("/ui?page_size=60")).await;
-    browser.loaded_row_ids().await;
-    browser.click("follow").await;
-    browser
-        .wait_for(
-            "following",
-            "return document.body.dataset.follow === 'live';",
-        )
-        .await;
+    let browser = following(&app.url("/ui?page_size=60")).await;
 
     // The reader has scrolled down to a row; a fast stream arrives above it.
     let anchor = browser

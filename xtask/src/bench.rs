@@ -836,8 +836,15 @@ pub(crate) fn psql_value(dsn: &str, query: &str) -> anyhow::Result<String> {
 pub(crate) fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<String> {
     drop_database(context, name)?;
     let dsn = format!("{}/{name}", context.server_url);
+    migrate(context, &dsn)?;
+    run_checked(Command::new("psql").args(["-q", &dsn, "-c", "CHECKPOINT"]))?;
+    Ok(dsn)
+}
+
+/// Runs the built `audit-migrate` against `dsn`.
+pub(crate) fn migrate(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<()> {
     let output = Command::new(context.binaries.join("audit-migrate"))
-        .env("APP_POSTGRES__DSN", &dsn)
+        .env("APP_POSTGRES__DSN", dsn)
         .output()
         .context("failed to run audit-migrate")?;
     if !output.status.success() {
@@ -846,8 +853,7 @@ pub(crate) fn fresh_database(context: &BenchEnvironment, name: &str) -> anyhow::
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    run_checked(Command::new("psql").args(["-q", &dsn, "-c", "CHECKPOINT"]))?;
-    Ok(dsn)
+    Ok(())
 }
 
 pub(crate) fn drop_database(context: &BenchEnvironment, name: &str) -> anyhow::Result<()> {

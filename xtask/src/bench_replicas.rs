@@ -11,11 +11,11 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use private_cluster::PrivateCluster;
 
 use crate::bench::{
-    BenchEnvironment, BenchPlan, PORT, bulk_load, curl, start_server, write_server_config,
+    BenchEnvironment, BenchPlan, PORT, bulk_load, curl, migrate, start_server, write_server_config,
 };
 use crate::command::run_checked;
 use crate::wrk::{WrkResult, run_wrk, wrk_command};
@@ -38,16 +38,7 @@ pub(crate) fn replica_reads(
         "-c",
         &format!("CREATE DATABASE {DATABASE}"),
     ]))?;
-    let migrated = Command::new(context.binaries.join("audit-migrate"))
-        .env("APP_POSTGRES__DSN", &dsn)
-        .output()
-        .context("failed to run audit-migrate")?;
-    if !migrated.status.success() {
-        bail!(
-            "audit-migrate failed: {}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-    }
+    migrate(context, &dsn)?;
     bulk_load(context, &dsn, rows)?;
     run_checked(Command::new("psql").args(["-q", &dsn, "-c", "CHECKPOINT"]))?;
     let replica = PrivateCluster::replica_of(&primary)?;
