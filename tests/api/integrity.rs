@@ -38,13 +38,9 @@ fn batch(numbers: std::ops::Range<usize>, application: &str) -> String {
 /// The leaf bytes of an event, from the README's tables (version 1), written here
 /// independently of the server's encoder: the version, the id, and the SHA-256 of the
 /// content bytes.
-fn leaf_bytes(
-    id: i64,
-    application: &str,
-    kind: &str,
-    payload: &str,
-    token: Option<&str>,
-) -> Vec<u8> {
+/// The leaf's content bytes (README, "The leaf"), computed here from the
+/// documented encoding.
+fn content_bytes(application: &str, kind: &str, payload: &str, token: Option<&str>) -> Vec<u8> {
     let nanos =
         time::OffsetDateTime::parse(EVENT_TS, &time::format_description::well_known::Rfc3339)
             .unwrap()
@@ -63,9 +59,24 @@ fn leaf_bytes(
             content.extend(name.as_bytes());
         }
     }
+    content
+}
+
+fn leaf_bytes(
+    id: i64,
+    application: &str,
+    kind: &str,
+    payload: &str,
+    token: Option<&str>,
+) -> Vec<u8> {
     let mut bytes = vec![1u8];
     bytes.extend(id.to_be_bytes());
-    bytes.extend(Sha256::digest(&content));
+    bytes.extend(Sha256::digest(content_bytes(
+        application,
+        kind,
+        payload,
+        token,
+    )));
     bytes
 }
 
@@ -120,6 +131,11 @@ async fn every_event_has_a_proof_an_independent_verifier_accepts() {
         let n = usize::try_from(event["payload"]["n"].as_u64().unwrap()).unwrap();
         let proof = json_body(app.get(&format!("/api/event/{id}/proof")).await).await;
         let bytes = leaf_bytes(id, "app", "UserLogin", &payload(n), None);
+        // The event as stored, for a client to hash itself.
+        assert_eq!(
+            decode(&proof["leaf_content"]),
+            content_bytes("app", "UserLogin", &payload(n), None)
+        );
         let mut leaf_hash = Sha256::new();
         leaf_hash.update([0u8]);
         leaf_hash.update(&bytes);
@@ -157,6 +173,34 @@ async fn every_event_has_a_proof_an_independent_verifier_accepts() {
             )
             .unwrap_or_else(|error| panic!("{} to {}: {error:?}", old.size, new.size));
     }
+
+    // A row changed after sealing: its proof still names the sealed leaf, and its
+    // content, as stored now, no longer hashes to it.
+    let first = all_events(&app).await[0].clone();
+    let id = first["id"].as_i64().unwrap();
+    let n = usize::try_from(first["payload"]["n"].as_u64().unwrap()).unwrap();
+    app.database
+        .client()
+        .await
+        .execute(
+            &format!("UPDATE events SET event_kind = 'UserLogout' WHERE id = {id}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let proof = json_body(app.get(&format!("/api/event/{id}/proof")).await).await;
+    let content = decode(&proof["leaf_content"]);
+    assert_eq!(
+        content,
+        content_bytes("app", "UserLogout", &payload(n), None)
+    );
+    let mut leaf = vec![1u8];
+    leaf.extend(id.to_be_bytes());
+    leaf.extend(Sha256::digest(&content));
+    let mut leaf_hash = Sha256::new();
+    leaf_hash.update([0u8]);
+    leaf_hash.update(&leaf);
+    assert_ne!(decode(&proof["leaf_hash"]), leaf_hash.finalize().to_vec());
 }
 
 async fn error_code(response: reqwest::Response) -> (u16, String) {
