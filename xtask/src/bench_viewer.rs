@@ -41,12 +41,12 @@ struct Driver {
     child: Child,
     url: String,
     session: String,
-    _profile: TempProfile,
+    _profile: tempfile::TempDir,
 }
 
 impl Driver {
     fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = private_cluster::free_port()?;
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .process_group(0)
@@ -55,7 +55,7 @@ impl Driver {
             .spawn()
             .context("failed to start chromedriver (Debian package chromium-driver)")?;
         let url = format!("http://127.0.0.1:{port}");
-        let profile = TempProfile::new()?;
+        let profile = tempfile::tempdir()?;
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -63,7 +63,7 @@ impl Driver {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--no-first-run",
                          "--window-size=1366,900",
-                         format!("--user-data-dir={}", profile.0.display())],
+                         format!("--user-data-dir={}", profile.path().display())],
             },
         }}});
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -156,26 +156,4 @@ fn post(url: &str, body: &Value) -> anyhow::Result<Value> {
         url,
     ])?;
     serde_json::from_str(&answer).context("WebDriver answered something that is not JSON")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(private_cluster::free_port()?)
-}
-
-/// A browser profile directory, removed afterwards.
-struct TempProfile(std::path::PathBuf);
-
-impl TempProfile {
-    fn new() -> anyhow::Result<Self> {
-        let path =
-            std::env::temp_dir().join(format!("audit-bench-chromium-{}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempProfile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

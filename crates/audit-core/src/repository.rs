@@ -726,6 +726,21 @@ pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), Storage
     }
 }
 
+/// Column `index` of `row` as the timestamp of event `id`; a value this build cannot
+/// represent is a `CorruptRow` naming the id.
+pub(crate) fn event_ts_at(
+    row: &tokio_postgres::Row,
+    index: usize,
+    id: i64,
+) -> Result<EventTimestamp, StorageError> {
+    let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
+    row.try_get(index)
+        .map_err(|error| corrupt(error.to_string()))
+        .and_then(|value| {
+            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
+        })
+}
+
 /// One row as an event, its columns from `first` on. A value this build cannot
 /// represent (a timestamp past year 9999 written by another client, say) is a
 /// `CorruptRow` naming the id, never a panic.
@@ -735,12 +750,7 @@ pub(crate) fn stored_event_from_row(
 ) -> Result<StoredEvent<'_>, StorageError> {
     let id: i64 = row.try_get(first).map_err(classify)?;
     let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
-    let event_ts = row
-        .try_get(first + 1)
-        .map_err(|error| corrupt(error.to_string()))
-        .and_then(|value| {
-            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
-        })?;
+    let event_ts = event_ts_at(row, first + 1, id)?;
     let text = |index: usize| -> Result<&str, StorageError> {
         row.try_get(index)
             .map_err(|error| corrupt(error.to_string()))

@@ -99,32 +99,24 @@ function describeError(status, body) {
   return `the server answered ${status}`;
 }
 
-async function getJson(path) {
-  const response = await fetch(path, { headers: authHeaders() });
-  const text = await response.text();
-  let body = null;
-  try {
-    body = JSON.parse(text);
-  } catch (_) {
-    body = null;
-  }
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body;
-}
-
+/// The answer's text; an error status is an `ApiError` with the body's message.
 async function getText(path) {
   const response = await fetch(path, { headers: authHeaders() });
   const text = await response.text();
-  if (!response.ok) {
-    let body = null;
-    try {
-      body = JSON.parse(text);
-    } catch (_) {
-      body = null;
-    }
-    throw new ApiError(response.status, body);
-  }
+  if (!response.ok) throw new ApiError(response.status, parseOrNull(text));
   return text;
+}
+
+async function getJson(path) {
+  return JSON.parse(await getText(path));
+}
+
+function parseOrNull(text) {
+  try {
+    return JSON.parse(text);
+  } catch (_) {
+    return null;
+  }
 }
 
 function showStatus(text, isError = false) {

@@ -5,8 +5,8 @@
 use deadpool_postgres::Client;
 
 use crate::merkle::{self, Hash, LeafContent, SubtreeSource, Wanted};
+use crate::repository::event_ts_at;
 use crate::storage_error::{StorageError, classify};
-use crate::timestamp::EventTimestamp;
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{FetchedSubtrees, MissingTile, TILE_WIDTH, read_subtrees};
 
@@ -99,13 +99,7 @@ pub async fn find_leaf(client: &Client, id: i64) -> Result<Option<FoundLeaf>, St
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
-    let event_ts = first
-        .try_get(3)
-        .map_err(|error| corrupt(error.to_string()))
-        .and_then(|value| {
-            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
-        })?;
+    let event_ts = event_ts_at(first, 3, id)?;
     let application: String = first.try_get(0).map_err(classify)?;
     let content = LeafContent {
         event_ts,

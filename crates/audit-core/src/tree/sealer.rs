@@ -13,8 +13,8 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel};
 use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::event::StoredEvent;
 use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, leaf_hash_of, unix_micros};
+use crate::repository::event_ts_at;
 use crate::storage_error::{StorageError, classify};
-use crate::timestamp::EventTimestamp;
 use crate::tree::order::{Round, Rounds, Xid8, load_rounds};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{
@@ -307,12 +307,7 @@ impl Sealer {
 /// else from its texts.
 fn unsealed_leaf(row: &tokio_postgres::Row, id: i64) -> Result<(Hash, LeafRecord), StorageError> {
     let corrupt = |problem: String| StorageError::CorruptRow { id, problem };
-    let event_ts = row
-        .try_get(1)
-        .map_err(|error| corrupt(error.to_string()))
-        .and_then(|value| {
-            EventTimestamp::from_offset_date_time(value).map_err(|error| corrupt(error.to_string()))
-        })?;
+    let event_ts = event_ts_at(row, 1, id)?;
     let seal: Option<&[u8]> = row.try_get(3).map_err(classify)?;
     let token_name: Option<&str> = row.try_get(4).map_err(classify)?;
     if let Some(seal) = seal.filter(|seal| seal.len() == SEAL_BYTES) {
