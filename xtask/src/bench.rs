@@ -558,6 +558,40 @@ fn sealing_report(
     let key = bench_integrity::BenchKey::create(context)?;
     let tree = bench_integrity::proofs_and_verifier(context, plan, read_dsn, &key)?;
     let sealed = bench_integrity::ingest_with_sealing(context, plan, &key)?;
+    let mut report = sealed_ingest_lines(&sealed, ceiling)?;
+    writeln!(
+        report,
+        "first round over a never-sealed table of {} events: {:.1} s ({:.0} events/s, server start included)",
+        tree.rows,
+        tree.seal_seconds,
+        tree.rows as f64 / tree.seal_seconds
+    )?;
+    for (clients, run) in [
+        (1, &tree.proof_alone),
+        (bench_integrity::PROOF_CLIENTS, &tree.proof),
+    ] {
+        writeln!(
+            report,
+            "GET /api/event/{{id}}/proof, random events of the {}-leaf tree, {clients} client(s): {:.0} requests/s, {}",
+            tree.rows,
+            run.requests_per_second,
+            run.latency_summary()
+        )?;
+    }
+    writeln!(
+        report,
+        "audit-server verify on {} events: {:.0} events/s ({})",
+        tree.rows, tree.verify_rate, tree.verify_line
+    )?;
+    report.push_str(&tree.export_report);
+    Ok(report)
+}
+
+/// Sealing's cost to 100-event ingest and the lags it leaves, as report lines.
+pub(crate) fn sealed_ingest_lines(
+    sealed: &bench_integrity::SealedIngest,
+    ceiling: f64,
+) -> anyhow::Result<String> {
     let mut report = String::new();
     let events = |run: &bench_integrity::IngestRun| run.result.requests_per_second * 100.0;
     for (label, run) in [("off", &sealed.off), ("on ", &sealed.on)] {
@@ -597,31 +631,6 @@ fn sealing_report(
         sealed.tail_ms.len(),
         sealed.tail_probes
     )?;
-    writeln!(
-        report,
-        "first round over a never-sealed table of {} events: {:.1} s ({:.0} events/s, server start included)",
-        tree.rows,
-        tree.seal_seconds,
-        tree.rows as f64 / tree.seal_seconds
-    )?;
-    for (clients, run) in [
-        (1, &tree.proof_alone),
-        (bench_integrity::PROOF_CLIENTS, &tree.proof),
-    ] {
-        writeln!(
-            report,
-            "GET /api/event/{{id}}/proof, random events of the {}-leaf tree, {clients} client(s): {:.0} requests/s, {}",
-            tree.rows,
-            run.requests_per_second,
-            run.latency_summary()
-        )?;
-    }
-    writeln!(
-        report,
-        "audit-server verify on {} events: {:.0} events/s ({})",
-        tree.rows, tree.verify_rate, tree.verify_line
-    )?;
-    report.push_str(&tree.export_report);
     Ok(report)
 }
 

@@ -23,6 +23,7 @@ use crate::bench::{
 };
 use crate::command::last_output_line;
 use crate::cpu::{CpuPerRequest, CpuSample};
+use crate::probe_client::{HttpConnection, PsqlSession};
 use crate::wrk::{WrkResult, run_wrk, wrk_command};
 
 /// Clients asking for proofs at once.
@@ -148,22 +149,39 @@ pub(crate) fn ingest_with_sealing(
     })
 }
 
+/// `cargo xtask bench-sealing`: [`ingest_with_sealing`] `rounds` times, between two
+/// measures of the raw COPY ceiling, for side-by-side comparisons of the sealer.
+pub(crate) fn bench_sealing(rounds: u32) -> anyhow::Result<()> {
+    let context = BenchEnvironment::prepare()?;
+    let plan = BenchPlan::full(None);
+    let key = BenchKey::create(&context)?;
+    let before = crate::bench::measure_ceiling(&context, plan.ceiling_rows)?;
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        let sealed = ingest_with_sealing(&context, &plan, &key)?;
+        println!("round {round}: sealing off then on");
+        runs.push(sealed);
+    }
+    let after = crate::bench::measure_ceiling(&context, plan.ceiling_rows)?;
+    let ceiling = f64::midpoint(before, after);
+    println!("raw COPY ceiling: {ceiling:.0} rows/s ({before:.0} before, {after:.0} after)");
+    for (round, sealed) in runs.iter().enumerate() {
+        println!("round {}:", round + 1);
+        print!("{}", crate::bench::sealed_ingest_lines(sealed, ceiling)?);
+    }
+    Ok(())
+}
+
 /// Posts one probe event of `application` with payload `{"n": n}`; returns after its
 /// 201, that is after its commit.
-fn post_probe(application: &str, n: u64) -> anyhow::Result<()> {
+fn post_probe(http: &mut HttpConnection, application: &str, n: u64) -> anyhow::Result<()> {
     let body = format!(
         r#"[{{"event_ts":"2023-12-05T12:55:52.805022Z","application_name":"{application}","event_kind":"Probe","payload":{{"n":{n}}}}}]"#
     );
-    curl(&[
-        "-sf",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        &format!("http://127.0.0.1:{PORT}/api/event"),
-    ])?;
+    let (status, answer) = http.request("POST", "/api/event", Some(&body))?;
+    if status != 201 {
+        bail!("a probe's POST was answered {status}: {answer}");
+    }
     Ok(())
 }
 
@@ -198,8 +216,9 @@ fn probe_tail(stop: &AtomicBool) -> anyhow::Result<(Vec<f64>, usize)> {
     std::thread::sleep(Duration::from_millis(500));
     let mut posted = std::collections::HashMap::new();
     let mut n = 0u64;
+    let mut http = HttpConnection::new(&format!("127.0.0.1:{PORT}"));
     while !stop.load(Ordering::Relaxed) {
-        post_probe("tail-probe", n)?;
+        post_probe(&mut http, "tail-probe", n)?;
         posted.insert(n, Instant::now());
         n += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -233,27 +252,28 @@ fn metric_value(exposition: &str, name: &str) -> anyhow::Result<f64> {
 /// Posts one event at a time and times each until its proof is served.
 fn probe_lags(stop: &AtomicBool, dsn: &str) -> anyhow::Result<Vec<f64>> {
     let mut lags = Vec::new();
-    let mut last_id = 0i64;
     let mut n = 0u64;
+    let mut http = HttpConnection::new(&format!("127.0.0.1:{PORT}"));
+    let mut psql = PsqlSession::open(dsn)?;
     while !stop.load(Ordering::Relaxed) {
-        post_probe("lag-probe", n)?;
+        // The probe's id is above the sequence's value now: only the ids drawn while
+        // it is posted are looked at to find it.
+        let before = psql.value(
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_id_seq",
+        )?;
+        post_probe(&mut http, "lag-probe", n)?;
         n += 1;
         let committed = Instant::now();
-        let query = format!(
-            "SELECT max(id) FROM events WHERE id > {last_id} AND application_name = 'lag-probe'"
-        );
-        let output = Command::new("psql")
-            .args(["-qtA", dsn, "-c", &query])
-            .output()?;
-        let id: i64 = String::from_utf8_lossy(&output.stdout)
-            .trim()
+        let id: i64 = psql
+            .value(&format!(
+                "SELECT max(id) FROM events WHERE id > {before} AND application_name = 'lag-probe'"
+            ))?
             .parse()
             .context("the probe's event is not in the table")?;
-        last_id = id;
-        let proof = format!("http://127.0.0.1:{PORT}/api/event/{id}/proof");
+        let proof = format!("/api/event/{id}/proof");
         loop {
-            let code = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &proof])?;
-            if code == "200" {
+            let (status, _) = http.request("GET", &proof, None)?;
+            if status == 200 {
                 lags.push(committed.elapsed().as_secs_f64() * 1000.0);
                 break;
             }

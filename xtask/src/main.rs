@@ -6,6 +6,8 @@
 //! - `cargo xtask bench-bulk`: the bulk loader against a raw COPY of the same rows.
 //! - `cargo xtask bench-search`: filtered pages on 10M events, and each search index's
 //!   ingest cost.
+//! - `cargo xtask bench-sealing`: 100-event ingest with sealing off and on, rounds
+//!   side by side, with the lags of checkpoints and the live tail.
 //! - `cargo xtask bench-partitions`: ingest on an empty and a 50M-event table, and
 //!   writers while retention drops a partition.
 
@@ -23,6 +25,7 @@ mod chart;
 mod command;
 mod cpu;
 mod pgbench;
+mod probe_client;
 mod wrk;
 
 use std::path::PathBuf;
@@ -49,6 +52,17 @@ enum Task {
     BenchBulk(BenchBulk),
     BenchSearch(BenchSearch),
     BenchPartitions(BenchPartitions),
+    BenchSealing(BenchSealing),
+}
+
+/// Benchmark 100-event ingest with sealing off and on, side by side, with the lags
+/// sealing leaves (about a minute a round; prints, writes no report).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench-sealing")]
+struct BenchSealing {
+    /// rounds of (off, on), each on fresh databases and servers
+    #[argh(option, default = "3")]
+    rounds: u32,
 }
 
 /// Benchmark ingest on an empty and a 50M-event table, and writers while retention
@@ -146,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
             ))
         }),
+        Task::BenchSealing(bench) => bench_integrity::bench_sealing(bench.rounds.max(1)),
         Task::BenchBulk(bench) => bench_bulk::bench_bulk(bench.count, bench.rounds.max(1)),
         Task::BenchPartitions(bench) => bench_partitions::bench_partitions(&if bench.smoke {
             bench_partitions::PartitionPlan::smoke()
