@@ -265,7 +265,10 @@ async fn the_sealer_reads_the_newest_rows_through_the_primary_key_without_statis
         .unwrap();
     let plan = async || -> String {
         let rows = client
-            .query("EXPLAIN EXECUTE unsealed(199000, 0, 9223372036854775807)", &[])
+            .query(
+                "EXPLAIN EXECUTE unsealed(199000, 0, 9223372036854775807)",
+                &[],
+            )
             .await
             .unwrap();
         let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();

@@ -233,6 +233,69 @@ async fn a_filtered_stream_sends_only_matching_events_and_resumes_with_after() {
     assert_eq!(bad.status(), 200);
 }
 
+/// A stream of rare events among many others: its reads look at many leaves but hand
+/// on only candidates (`tail::ReadLimits`), so matches far apart, and more than one
+/// read's worth of events, must all arrive once, in the tree's order; an unfiltered
+/// stream over the same leaves gets every position, each once.
+#[tokio::test]
+async fn rare_matches_among_many_leaves_all_arrive_in_order() {
+    let key = SealingKey::new("audit.test/log");
+    let app = spawn_app_with(|settings| key.apply(settings)).await;
+    let http = reqwest::Client::new();
+    // From the start of the tree: nothing is sealed yet.
+    let all = open(&http, &app.address, "", None).await;
+    let rare = open(
+        &http,
+        &app.address,
+        "application_name=rare&application_name=also-rare&event_kind=UserLogin",
+        None,
+    )
+    .await;
+    let mut expected = Vec::new();
+    let mut total = 0;
+    for round in 0..12 {
+        // 900 others between matches: ten rounds are more leaves than a read scans.
+        post(&http, &app.address, "noise", 900, &round.to_string()).await;
+        let application = if round % 2 == 0 { "rare" } else { "also-rare" };
+        let body = json!([
+            {"event_ts": "2023-12-05T12:55:52.805022Z", "application_name": application,
+             "event_kind": "UserLogin", "payload": {"tag": round}},
+            {"event_ts": "2023-12-05T12:55:52.805022Z", "application_name": application,
+             "event_kind": "UserLogout", "payload": {"tag": round}},
+        ]);
+        let response = http
+            .post(format!("{}/api/event", app.address))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        expected.push((application.to_owned(), i64::from(round)));
+        total += 902;
+    }
+    let got = read_stream(rare, expected.len() + 1, Duration::from_secs(3)).await;
+    let found: Vec<(String, i64)> = got
+        .iter()
+        .map(|sent| {
+            assert_eq!(sent.event["event_kind"], "UserLogin");
+            (
+                sent.event["application_name"].as_str().unwrap().to_owned(),
+                sent.event["payload"]["tag"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    assert!(
+        got.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+
+    let every = read_stream(all, total + 1, Duration::from_secs(3)).await;
+    assert_eq!(every.len(), total);
+    let out_of_place = (every.iter().enumerate()).find(|(at, sent)| sent.position != *at as u64);
+    assert!(out_of_place.is_none(), "{out_of_place:?}");
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_let_go_and_streams_are_limited() {
     let key = SealingKey::new("audit.test/log");

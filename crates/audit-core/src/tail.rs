@@ -5,11 +5,14 @@
 //! misses nothing and gets nothing twice, whatever committed in between and in
 //! whichever order.
 
+use std::collections::HashSet;
+
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use crate::event::StoredEvent;
 use crate::filter::EventFilter;
+use crate::merkle::text_fingerprint;
 use crate::repository::{FilterValues, SELECT_EVENTS_WHERE, stored_event_from_row};
 use crate::storage_error::{StorageError, classify};
 use crate::tree::records::LeafRecord;
@@ -53,18 +56,72 @@ pub async fn tree_size(client: &Client) -> Result<u64, StorageError> {
     Ok(u64::try_from(size).unwrap_or(0))
 }
 
-/// The events at leaves `from..` (at most `leaves` of them) that match the filter,
-/// `applications` being its own narrowed to the reader's scope (none for any). An
-/// event no longer in the table (pruned) is skipped; the positions go on.
+/// How many events one read hands on at most, and how many leaves it looks at when
+/// their records can rule events out ([`RecordFilter`]): a stream of one application
+/// reads a few hundred kilobytes of records per read, not every event's row.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadLimits {
+    pub events: u64,
+    pub leaves: u64,
+}
+
+/// The conditions of a filter that a leaf record can rule out by itself: its
+/// fingerprints of `application_name` and `event_kind` (`tree::records`). A record
+/// that passes is only a candidate, whose row the query still checks exactly; a
+/// record that fails cannot match, since an equal text has an equal fingerprint.
+#[derive(Debug, Default)]
+struct RecordFilter {
+    applications: Option<HashSet<[u8; 4]>>,
+    kinds: Option<HashSet<[u8; 4]>>,
+}
+
+impl RecordFilter {
+    fn new(applications: Option<&[String]>, filter: &EventFilter) -> Self {
+        let fingerprints =
+            |texts: &[String]| texts.iter().map(|text| text_fingerprint(text)).collect();
+        Self {
+            applications: applications.map(fingerprints),
+            kinds: (!filter.kinds.is_empty()).then(|| fingerprints(&filter.kinds)),
+        }
+    }
+
+    /// Whether records can rule anything out.
+    fn narrows(&self) -> bool {
+        self.applications.is_some() || self.kinds.is_some()
+    }
+
+    fn may_match(&self, record: &LeafRecord) -> bool {
+        let [application, kind, _, _] = &record.fingerprints;
+        self.applications
+            .as_ref()
+            .is_none_or(|wanted| wanted.contains(application))
+            && self
+                .kinds
+                .as_ref()
+                .is_none_or(|wanted| wanted.contains(kind))
+    }
+}
+
+/// The events at leaves `from..` that match the filter, `applications` being its own
+/// narrowed to the reader's scope (none for any): at most `limits.events` of them,
+/// from at most `limits.leaves` leaves when records narrow the filter, else from
+/// `limits.events` leaves. An event no longer in the table (pruned) is skipped; the
+/// positions go on.
 pub async fn read_from(
     client: &Client,
     applications: Option<&[String]>,
     filter: &EventFilter,
     from: u64,
-    leaves: u64,
+    limits: ReadLimits,
 ) -> Result<TailRows, StorageError> {
     let size = tree_size(client).await?;
-    let end = size.min(from.saturating_add(leaves));
+    let records_filter = RecordFilter::new(applications, filter);
+    let leaves = if records_filter.narrows() {
+        limits.leaves.max(limits.events)
+    } else {
+        limits.events
+    };
+    let mut end = size.min(from.saturating_add(leaves));
     let values = FilterValues::new(applications, filter);
     let (Some(values), true) = (values, end > from) else {
         return Ok(TailRows {
@@ -78,7 +135,7 @@ pub async fn read_from(
         .await
         .map_err(classify)?;
     let mut ids = Vec::new();
-    for row in client
+    'tiles: for row in client
         .query(&statement, &[&first_tile, &last_tile])
         .await
         .map_err(classify)?
@@ -90,10 +147,22 @@ pub async fn read_from(
         let start = u64::try_from(tile).unwrap_or(0) * TILE_WIDTH;
         for (offset, record) in records.iter().enumerate() {
             let position = start + offset as u64;
-            if (from..end).contains(&position) {
-                ids.push((position, record.id));
+            if !(from..end).contains(&position) || !records_filter.may_match(record) {
+                continue;
+            }
+            ids.push((position, record.id));
+            if ids.len() as u64 >= limits.events {
+                // The next read starts after the last candidate taken.
+                end = position + 1;
+                break 'tiles;
             }
         }
+    }
+    if ids.is_empty() {
+        return Ok(TailRows {
+            rows: Vec::new(),
+            next: end,
+        });
     }
     let wanted: Vec<i64> = ids.iter().map(|(_, id)| *id).collect();
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&wanted];

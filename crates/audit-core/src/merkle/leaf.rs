@@ -96,10 +96,10 @@ impl LeafContent<'_> {
         let mut fingerprints = [[0; 4]; 4];
         let texts = [self.application_name, self.event_kind, self.payload];
         for (fingerprint, text) in fingerprints.iter_mut().zip(texts) {
-            *fingerprint = crc32fast::hash(text.as_bytes()).to_be_bytes();
+            *fingerprint = text_fingerprint(text);
         }
         if let Some(name) = self.token_name {
-            fingerprints[3] = crc32fast::hash(name.as_bytes()).to_be_bytes();
+            fingerprints[3] = text_fingerprint(name);
         }
         fingerprints
     }
@@ -113,6 +113,11 @@ impl LeafContent<'_> {
         }
         seal
     }
+}
+
+/// The fingerprint a leaf record keeps of one text: its CRC-32 (IEEE), big-endian.
+pub fn text_fingerprint(text: &str) -> [u8; 4] {
+    crc32fast::hash(text.as_bytes()).to_be_bytes()
 }
 
 impl<'a> LeafEvent<'a> {

@@ -15,7 +15,8 @@ mod subtrees;
 
 pub use crate::merkle::frontier::{Frontier, FrontierMismatch};
 pub use crate::merkle::leaf::{
-    LEAF_VERSION, LeafContent, LeafEvent, SEAL_BYTES, leaf_bytes, leaf_hash_of, unix_micros,
+    LEAF_VERSION, LeafContent, LeafEvent, SEAL_BYTES, leaf_bytes, leaf_hash_of, text_fingerprint,
+    unix_micros,
 };
 use crate::merkle::subtrees::split_point;
 pub use crate::merkle::subtrees::{

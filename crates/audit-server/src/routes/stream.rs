@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use audit_core::filter::EventFilter;
 use audit_core::storage_error::{StorageError, connection_from};
-use audit_core::tail;
+use audit_core::tail::{self, ReadLimits};
 use futures_util::stream;
 use metrics::{counter, gauge};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -24,8 +24,13 @@ use crate::state::{AppState, Runtime};
 use crate::wire::outgoing::render_event;
 use crate::wire::page_query::parse_filtered_query;
 
-/// Leaves a stream reads at a time.
-const LEAVES_PER_READ: u64 = 1_000;
+/// What a stream reads at a time: at most 1,000 events (what a chunk holds), from at
+/// most 8,192 leaves (256 KiB of leaf records) when the filter lets records rule
+/// events out, so that a stream of one application keeps up with full ingest.
+const READ_LIMITS: ReadLimits = ReadLimits {
+    events: 1_000,
+    leaves: 8_192,
+};
 /// Chunks waiting for the client: what a stream holds in memory.
 const CHUNKS_AHEAD: usize = 4;
 /// A comment line sent when nothing else was for this long, so that proxies and
@@ -182,7 +187,7 @@ async fn feed(
                 follow.applications.as_deref(),
                 &follow.filter,
                 follow.position,
-                LEAVES_PER_READ,
+                READ_LIMITS,
             )
             .await?
         };
