@@ -43,16 +43,23 @@ impl Frontier {
 
     /// Appends one leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _| {});
+    }
+
+    /// Appends one leaf hash, handing `merged` the root of each perfect subtree the
+    /// leaf completes, with its height, smallest first: the roots a tile store needs,
+    /// without hashing them again.
+    pub fn push_reporting(&mut self, leaf: Hash, mut merged: impl FnMut(u32, &Hash)) {
         let mut carried = leaf;
         // Each trailing one bit of the old size is a subtree of the new leaf's height
         // to its left: they merge, as a binary increment carries.
-        let mut merges = self.size.trailing_ones();
-        while merges > 0 {
+        let merges = self.size.trailing_ones();
+        for height in 1..=merges {
             let Some(left) = self.subtrees.pop() else {
                 break;
             };
             carried = node_hash(&left, &carried);
-            merges -= 1;
+            merged(height, &carried);
         }
         self.subtrees.push(carried);
         self.size += 1;

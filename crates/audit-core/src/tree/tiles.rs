@@ -249,6 +249,14 @@ impl TileAppender {
     /// Appends one leaf hash: it goes into level 0's last tile, and each tile it fills
     /// adds its root to the level above.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_with_roots(leaf, &[]);
+    }
+
+    /// [`push`](Self::push), given the roots of the tiles this leaf fills, level 0's
+    /// first (a frontier computes them as it appends the leaf: see
+    /// [`Frontier::push_reporting`](crate::merkle::Frontier::push_reporting)); a
+    /// root not given is computed from the tile.
+    pub fn push_with_roots(&mut self, leaf: Hash, filled_roots: &[Hash]) {
         let mut carried = leaf;
         let mut level = 0usize;
         loop {
@@ -263,7 +271,10 @@ impl TileAppender {
                 break;
             }
             let full = std::mem::take(tile);
-            carried = root(&full);
+            carried = filled_roots
+                .get(level)
+                .copied()
+                .unwrap_or_else(|| root(&full));
             let key = TileKey {
                 level: level_u8(level),
                 index,
@@ -364,6 +375,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tiles_given_the_frontier_s_roots_are_the_tiles_hashed_alone() {
+        let all = leaves(256 * 256 * 2 + 300);
+        let mut frontier = crate::merkle::Frontier::default();
+        let mut appender = TileAppender::default();
+        let mut stored = HashMap::new();
+        for leaf in &all {
+            let mut roots = Vec::new();
+            frontier.push_reporting(*leaf, |height, root| {
+                if height % TILE_HEIGHT == 0 {
+                    roots.push(*root);
+                }
+            });
+            appender.push_with_roots(*leaf, &roots);
+        }
+        stored.extend(appender.take_changed());
+        assert_eq!(stored, build(&all));
     }
 
     #[test]
