@@ -70,7 +70,7 @@ impl Default for IntegritySettings {
             signing_key_file: None,
             origin: None,
             checkpoint_interval_ms: 1_000,
-            seal_interval_ms: 200,
+            seal_interval_ms: 100,
             checkpoint_log: None,
             verifier_key: None,
         }
