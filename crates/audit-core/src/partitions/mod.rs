@@ -71,9 +71,10 @@ async fn maintain_locked(
     retention: &RetentionSettings,
 ) -> Result<Maintenance, StorageError> {
     // A round waits for no lock for long: writers' locks are never in its way (it takes
-    // SHARE UPDATE EXCLUSIVE on `events`), but someone's DDL may be.
+    // SHARE UPDATE EXCLUSIVE on `events`), but someone's DDL may be. Nothing it reads
+    // needs more than one core, and parallel workers would take the writers' cores.
     client
-        .batch_execute("SET lock_timeout = '5s'")
+        .batch_execute("SET lock_timeout = '5s'; SET max_parallel_workers_per_gather = 0")
         .await
         .map_err(classify)?;
     let next_id = next_id(client).await?;
