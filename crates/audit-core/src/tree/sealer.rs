@@ -18,7 +18,7 @@ use crate::storage_error::{StorageError, classify};
 use crate::tree::order::{Round, Rounds, Xid8, load_rounds};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{
-    MissingTile, READ_TILES, TILE_HEIGHT, TILE_WIDTH, TileAppender, read_tiles, split_hashes,
+    MissingTile, READ_TILES, TILE_WIDTH, TileAppender, read_tiles, split_hashes,
 };
 
 /// The session advisory lock the active sealer holds ("auditslr").
@@ -377,15 +377,7 @@ async fn lock_and_load(client: &Client) -> Result<Option<TreeState>, SealError> 
 impl TreeState {
     fn append(&mut self, hash: Hash, record: LeafRecord) {
         let tile = self.frontier.size() / TILE_WIDTH;
-        // The roots of the tiles this leaf fills are subtrees the frontier merges: at
-        // most one per tile level, hashed once.
-        let mut filled_roots = Vec::new();
-        self.frontier.push_reporting(hash, |height, root| {
-            if height % TILE_HEIGHT == 0 {
-                filled_roots.push(*root);
-            }
-        });
-        self.tiles.push_with_roots(hash, &filled_roots);
+        self.tiles.push_beside(&mut self.frontier, hash);
         self.records.push(record);
         if self.records.len() == usize::try_from(TILE_WIDTH).unwrap_or(usize::MAX) {
             self.completed_records

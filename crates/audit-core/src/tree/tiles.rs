@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio_postgres::GenericClient;
 
-use crate::merkle::{Hash, SubtreeSource, root};
+use crate::merkle::{Frontier, Hash, SubtreeSource, root};
 use crate::storage_error::{StorageError, classify};
 
 /// Hashes per full tile, and the levels of subtree height one tile level spans.
@@ -252,11 +252,22 @@ impl TileAppender {
         self.push_with_roots(leaf, &[]);
     }
 
+    /// Appends one leaf hash to `frontier` and here together: the roots of the tiles
+    /// the leaf fills are subtrees the frontier merges (at most one per tile level),
+    /// so each is hashed once, not again from the tile's hashes.
+    pub fn push_beside(&mut self, frontier: &mut Frontier, leaf: Hash) {
+        let mut filled_roots = Vec::new();
+        frontier.push_reporting(leaf, |height, root| {
+            if height % TILE_HEIGHT == 0 {
+                filled_roots.push(*root);
+            }
+        });
+        self.push_with_roots(leaf, &filled_roots);
+    }
+
     /// [`push`](Self::push), given the roots of the tiles this leaf fills, level 0's
-    /// first (a frontier computes them as it appends the leaf: see
-    /// [`Frontier::push_reporting`](crate::merkle::Frontier::push_reporting)); a
-    /// root not given is computed from the tile.
-    pub fn push_with_roots(&mut self, leaf: Hash, filled_roots: &[Hash]) {
+    /// first; a root not given is computed from the tile.
+    fn push_with_roots(&mut self, leaf: Hash, filled_roots: &[Hash]) {
         let mut carried = leaf;
         let mut level = 0usize;
         loop {
@@ -380,17 +391,11 @@ mod tests {
     #[test]
     fn tiles_given_the_frontier_s_roots_are_the_tiles_hashed_alone() {
         let all = leaves(256 * 256 * 2 + 300);
-        let mut frontier = crate::merkle::Frontier::default();
+        let mut frontier = Frontier::default();
         let mut appender = TileAppender::default();
         let mut stored = HashMap::new();
         for leaf in &all {
-            let mut roots = Vec::new();
-            frontier.push_reporting(*leaf, |height, root| {
-                if height % TILE_HEIGHT == 0 {
-                    roots.push(*root);
-                }
-            });
-            appender.push_with_roots(*leaf, &roots);
+            appender.push_beside(&mut frontier, *leaf);
         }
         stored.extend(appender.take_changed());
         assert_eq!(stored, build(&all));
