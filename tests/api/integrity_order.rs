@@ -259,14 +259,15 @@ async fn the_sealer_reads_the_newest_rows_through_the_primary_key_without_statis
             "ALTER TABLE {partition} SET (autovacuum_enabled = false); \
              INSERT INTO events (event_ts, application_name, event_kind, payload) \
              SELECT now(), 'app', 'Kind', '{{}}' FROM generate_series(1, 200000); \
-             PREPARE unsealed (bigint, bigint, bigint) AS {UNSEALED}"
+             PREPARE unsealed (bigint[], bigint[], bigint, bigint) AS {UNSEALED}"
         ))
         .await
         .unwrap();
     let plan = async || -> String {
         let rows = client
             .query(
-                "EXPLAIN EXECUTE unsealed(199000, 0, 9223372036854775807)",
+                "EXPLAIN EXECUTE unsealed('{199000}', '{9223372036854775807}', \
+                 0, 9223372036854775807)",
                 &[],
             )
             .await
@@ -276,7 +277,7 @@ async fn the_sealer_reads_the_newest_rows_through_the_primary_key_without_statis
     };
     let unguarded = plan().await;
     assert!(
-        !unguarded.contains("Index Scan"),
+        !unguarded.contains(&format!("Index Scan using {partition}_pkey")),
         "the premise: without statistics the planner does not pick the range:\n{unguarded}"
     );
     client.batch_execute(SEALER_SESSION).await.unwrap();

@@ -34,6 +34,7 @@ mod process;
 mod prometheus;
 mod reload;
 mod replicas;
+mod seal_batches;
 mod slow_clients;
 mod stalled_database;
 mod stream;

@@ -16,9 +16,9 @@ use metrics::{counter, gauge};
 use tokio::sync::watch;
 
 use crate::metrics::{
-    INTEGRITY_CHECKPOINTS_TOTAL, INTEGRITY_READ_ROWS_TOTAL, INTEGRITY_REFUSED_EVENTS_TOTAL,
-    INTEGRITY_SEAL_ERRORS_TOTAL, INTEGRITY_SEALED_EVENTS_TOTAL, INTEGRITY_SEALER_ACTIVE,
-    INTEGRITY_TREE_SIZE,
+    INTEGRITY_BATCHED_LEAVES_TOTAL, INTEGRITY_CHECKPOINTS_TOTAL, INTEGRITY_READ_ROWS_TOTAL,
+    INTEGRITY_REFUSED_EVENTS_TOTAL, INTEGRITY_SEAL_ERRORS_TOTAL, INTEGRITY_SEALED_EVENTS_TOTAL,
+    INTEGRITY_SEALER_ACTIVE, INTEGRITY_TREE_SIZE,
 };
 use crate::settings::IntegritySettings;
 
@@ -164,6 +164,7 @@ async fn seal_rounds(sealer: &mut Sealer, settings: &IntegritySettings) -> SealE
         };
         counter!(INTEGRITY_SEALED_EVENTS_TOTAL).increment(report.sealed);
         counter!(INTEGRITY_READ_ROWS_TOTAL).increment(report.read);
+        counter!(INTEGRITY_BATCHED_LEAVES_TOTAL).increment(report.batched);
         gauge!(INTEGRITY_TREE_SIZE).set(report.size as f64);
         for id in &report.refused {
             counter!(INTEGRITY_REFUSED_EVENTS_TOTAL).increment(1);

@@ -37,6 +37,7 @@ pub const STREAM_DISCONNECTS_TOTAL: &str = "stream_disconnects_total";
 pub const INTEGRITY_TREE_SIZE: &str = "integrity_tree_size";
 pub const INTEGRITY_SEALED_EVENTS_TOTAL: &str = "integrity_sealed_events_total";
 pub const INTEGRITY_READ_ROWS_TOTAL: &str = "integrity_read_rows_total";
+pub const INTEGRITY_BATCHED_LEAVES_TOTAL: &str = "integrity_batched_leaves_total";
 pub const INTEGRITY_CHECKPOINTS_TOTAL: &str = "integrity_checkpoints_total";
 pub const INTEGRITY_SEALER_ACTIVE: &str = "integrity_sealer_active";
 pub const INTEGRITY_REFUSED_EVENTS_TOTAL: &str = "integrity_refused_events_total";
@@ -252,8 +253,13 @@ fn describe_metrics() {
     );
     describe_counter!(
         INTEGRITY_READ_ROWS_TOTAL,
-        "Rows this server's sealer read to find what to seal (a row still in a running \
-         transaction's range is read again by the next round)."
+        "Rows of events this server's sealer read to find what to seal, those no seal \
+         batch gave it (a row still in a running transaction's range is read again by the \
+         next round)."
+    );
+    describe_counter!(
+        INTEGRITY_BATCHED_LEAVES_TOTAL,
+        "Leaves this server's sealer took from seal batches, without reading their rows."
     );
     describe_counter!(
         INTEGRITY_CHECKPOINTS_TOTAL,

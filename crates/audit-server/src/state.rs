@@ -46,7 +46,12 @@ impl Runtime {
             enqueue_timeout: settings.ingest.enqueue_timeout(),
             statement_timeout: settings.postgres.statement_timeout(),
         };
-        let writer = EventWriter::start(writer_pool, &settings.ingest, limits);
+        let writer = EventWriter::start(
+            writer_pool,
+            &settings.ingest,
+            limits,
+            settings.integrity.seal_column(),
+        );
         let replicas = Replicas::new(&settings.postgres)?;
         let repository = EventRepository::new(pools, settings.postgres.statement_timeout())
             .with_replicas(replicas);

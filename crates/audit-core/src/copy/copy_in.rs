@@ -29,6 +29,13 @@ pub enum CopyTarget<'a> {
     },
     /// Inside a transaction the caller commits.
     InTransaction(&'a Transaction<'a>),
+    /// On a connection inside a transaction the caller began and commits itself
+    /// (with its own statements, so that it can send them without waiting); the
+    /// statement is a prepared COPY.
+    InOpenTransaction {
+        client: &'a Client,
+        statement: &'a Statement,
+    },
 }
 
 /// Runs one COPY that reads the given chunks of an encoded stream (header first,
@@ -45,6 +52,14 @@ pub async fn copy_in(
         CopyTarget::InTransaction(transaction) => {
             let started = transaction.copy_in(COPY_EVENTS).await;
             send(started, chunks, Ending::InTransaction).await
+        }
+        CopyTarget::InOpenTransaction { client, statement } => {
+            send(
+                client.copy_in(statement).await,
+                chunks,
+                Ending::InTransaction,
+            )
+            .await
         }
     }
 }

@@ -11,9 +11,9 @@ use crate::event::{EventRef, NewEvent};
 use crate::merkle::{LeafContent, SEAL_BYTES};
 
 /// The whole stream header: signature, flags 0, header extension length 0.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end-of-data marker: a field count of -1.
-const TRAILER: &[u8] = &[0xff, 0xff];
+pub(crate) const TRAILER: &[u8] = &[0xff, 0xff];
 const FIELD_COUNT: i16 = 6;
 /// A field's length when it is NULL.
 const NULL_LENGTH: i32 = -1;
@@ -21,6 +21,8 @@ const NULL_LENGTH: i32 = -1;
 const SEAL_LENGTH: i32 = 48;
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
+/// The same epoch in microseconds since 1970-01-01 00:00 UTC.
+pub(crate) const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 /// The first buffer of a stream encoder.
 const STREAM_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -30,6 +32,9 @@ const STREAM_BUFFER_BYTES: usize = 64 * 1024;
 pub struct EncodedRows {
     pub bytes: Bytes,
     pub count: u64,
+    /// Whether every row carries its seal, which lets the writer store the rows'
+    /// leaves as a seal batch (`copy::numbered`).
+    pub seal: SealColumn,
 }
 
 /// Whether rows carry their seal (`events.seal`), the content digest the sealer
@@ -114,6 +119,7 @@ impl RowEncoder {
         EncodedRows {
             bytes: self.buffer.freeze(),
             count: self.rows,
+            seal: self.seal,
         }
     }
 }

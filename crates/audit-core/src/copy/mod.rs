@@ -7,9 +7,11 @@
 
 mod copy_in;
 mod encode;
+mod numbered;
 
 pub use crate::copy::copy_in::{CopyTarget, copy_in};
 pub use crate::copy::encode::{EncodedRows, RowEncoder, SealColumn, StreamEncoder, framed_rows};
+pub use crate::copy::numbered::{COPY_NUMBERED_EVENTS, MalformedRows, NumberedRows, number_rows};
 
 /// The COPY statement that reads what the encoders write.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload, \

@@ -6,7 +6,9 @@
 //! `published` the tiles themselves as C2SP tlog-tiles, and `verify` recomputes
 //! everything from the events.
 
+pub mod batches;
 pub mod checkpoint_log;
+pub mod covered;
 pub mod order;
 pub mod proofs;
 pub mod published;

@@ -12,9 +12,13 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::event::StoredEvent;
-use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, leaf_hash_of, unix_micros};
+use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, unix_micros};
 use crate::repository::event_ts_at;
 use crate::storage_error::{StorageError, classify};
+use crate::tree::batches::{
+    DELETE_SEAL_BATCHES_BELOW, SEAL_BATCHES_BETWEEN, parse_batch, sealed_leaf,
+};
+use crate::tree::covered::CoveredIds;
 use crate::tree::order::{Round, Rounds, Xid8, load_rounds};
 use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{
@@ -36,21 +40,24 @@ const SEQUENCE_VALUE: &str =
 /// enough for the group commits running then to end before the round's snapshot.
 const SAMPLE_LEAD: Duration = Duration::from_millis(50);
 
-/// The events of a round, from the ids above the floor, in id order (the primary
-/// key's, so no sort); the round sorts them into (txid, id) order itself, which costs
-/// the database nothing. An event's texts are read only when it has no seal (a row
-/// not written by the collector): otherwise its stored content digest is hashed with
-/// its id. Prepared afresh each round, so each is planned for its own floor: a range
-/// of the primary key.
-pub const UNSEALED: &str = "SELECT id, event_ts, coalesce(txid, '0'::xid8), seal, token_name, \
-         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN application_name END, \
-         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN event_kind END, \
-         CASE WHEN octet_length(seal) IS DISTINCT FROM 48 THEN payload::text END \
-     FROM events \
-     WHERE id > $1 \
-       AND coalesce(txid, '0'::xid8) >= ($2::bigint)::text::xid8 \
-       AND coalesce(txid, '0'::xid8) < ($3::bigint)::text::xid8 \
-     ORDER BY id";
+/// The events of a round that no seal batch gave it: those of the gaps
+/// (`covered::Gaps`, two arrays of exclusive bounds) among the ids above the floor,
+/// each gap a range of the primary key; the round sorts them into (txid, id) order
+/// itself. An event's texts are read only when it has no seal (a row not written by
+/// the collector, or written with its seal in a batch that is gone): otherwise its
+/// stored content digest is hashed with its id. Prepared afresh each round, so each
+/// is planned for its own gaps.
+pub const UNSEALED: &str = "SELECT e.id, e.event_ts, coalesce(e.txid, '0'::xid8), e.seal, \
+         e.token_name, \
+         CASE WHEN octet_length(e.seal) IS DISTINCT FROM 48 THEN e.application_name END, \
+         CASE WHEN octet_length(e.seal) IS DISTINCT FROM 48 THEN e.event_kind END, \
+         CASE WHEN octet_length(e.seal) IS DISTINCT FROM 48 THEN e.payload::text END \
+     FROM unnest($1::bigint[], $2::bigint[]) AS gap (after, before) \
+     CROSS JOIN LATERAL ( \
+         SELECT * FROM events \
+         WHERE id > gap.after AND id < gap.before \
+           AND coalesce(txid, '0'::xid8) >= ($3::bigint)::text::xid8 \
+           AND coalesce(txid, '0'::xid8) < ($4::bigint)::text::xid8) AS e";
 
 /// The sealer session's settings.
 ///
@@ -82,6 +89,8 @@ struct TreeState {
     completed_records: BTreeMap<u64, Vec<LeafRecord>>,
     records_changed: bool,
     rounds: Rounds,
+    /// Ids sealed above the floor of the next rounds, which they need not read again.
+    covered: CoveredIds,
     checkpointed_size: u64,
 }
 
@@ -96,9 +105,12 @@ pub struct Signing {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub sealed: u64,
-    /// Rows the round read: the sealed ones, those it refused, and those of
-    /// transactions still running at its snapshot, which the next round reads again.
+    /// Rows of `events` the round read (the events no seal batch gave it): the sealed
+    /// ones, those it refused, and those of transactions still running at its
+    /// snapshot, which the next round reads again.
     pub read: u64,
+    /// Leaves the round took from seal batches, without reading their events' rows.
+    pub batched: u64,
     pub size: u64,
     /// Events the round left out because their ids were not drawn in order (given by
     /// hand, outside the collector): ids, each reported once per sealer.
@@ -199,14 +211,34 @@ impl Sealer {
         if state.horizon != Some(xmin) {
             let previous = state.horizon.unwrap_or(0);
             let floor = state.rounds.id_floor(previous);
-            let parameters: [&(dyn ToSql + Sync); 3] = [&floor, &previous, &xmin];
+            state.covered.prune(floor);
+            let mut unsealed = Vec::new();
+            let batches = read_batches(&transaction, previous, xmin).await?;
+            let mut batched_ids = Vec::new();
+            for (txid, leaves) in batches {
+                for (hash, record) in leaves {
+                    report.batched += 1;
+                    let id = record.id;
+                    if !state.rounds.drawn_in_order(txid, id) {
+                        if self.reported.insert(id) {
+                            report.refused.push(id);
+                        }
+                        continue;
+                    }
+                    batched_ids.push(id);
+                    unsealed.push((txid, id, hash, record));
+                }
+            }
+            batched_ids.sort_unstable();
+            let gaps = state.covered.gaps(floor, &batched_ids);
+            let parameters: [&(dyn ToSql + Sync); 4] =
+                [&gaps.after, &gaps.before, &previous, &xmin];
             let statement = transaction.prepare(UNSEALED).await.map_err(classify)?;
             let rows = transaction
                 .query_raw(&statement, parameters)
                 .await
                 .map_err(classify)?;
             pin_mut!(rows);
-            let mut unsealed = Vec::new();
             while let Some(row) = rows.next().await {
                 let row = row.map_err(classify)?;
                 report.read += 1;
@@ -222,6 +254,7 @@ impl Sealer {
                 unsealed.push((txid, id, hash, record));
             }
             unsealed.sort_unstable_by_key(|(txid, id, _, _)| (*txid, *id));
+            state.covered.add(unsealed.iter().map(|(_, id, _, _)| *id));
             for (_, _, hash, record) in unsealed {
                 state.append(hash, record);
                 report.sealed += 1;
@@ -230,6 +263,12 @@ impl Sealer {
                 }
             }
             write_tiles(&transaction, &mut state).await?;
+            if !batched_ids.is_empty() {
+                transaction
+                    .execute(DELETE_SEAL_BATCHES_BELOW, &[&xmin])
+                    .await
+                    .map_err(classify)?;
+            }
             state.horizon = Some(xmin);
         }
         state.rounds.push(Round {
@@ -326,19 +365,8 @@ fn unsealed_leaf(row: &tokio_postgres::Row, id: i64) -> Result<(Hash, LeafRecord
     let event_ts = event_ts_at(row, 1, id)?;
     let seal: Option<&[u8]> = row.try_get(3).map_err(classify)?;
     let token_name: Option<&str> = row.try_get(4).map_err(classify)?;
-    if let Some(seal) = seal.filter(|seal| seal.len() == SEAL_BYTES) {
-        let mut digest = [0; 32];
-        digest.copy_from_slice(&seal[..32]);
-        let mut fingerprints = [[0; 4]; 4];
-        for (at, fingerprint) in fingerprints.iter_mut().enumerate() {
-            fingerprint.copy_from_slice(&seal[32 + 4 * at..36 + 4 * at]);
-        }
-        let record = LeafRecord {
-            id,
-            event_ts_micros: unix_micros(event_ts),
-            fingerprints,
-        };
-        return Ok((leaf_hash_of(id, &digest), record));
+    if let Some(seal) = seal.and_then(|seal| <&[u8; SEAL_BYTES]>::try_from(seal).ok()) {
+        return Ok(sealed_leaf(id, unix_micros(event_ts), seal));
     }
     let text = |index: usize| -> Result<&str, StorageError> {
         row.try_get::<_, Option<&str>>(index)
@@ -356,6 +384,30 @@ fn unsealed_leaf(row: &tokio_postgres::Row, id: i64) -> Result<(Hash, LeafRecord
         token_name,
     };
     Ok((leaf.hash(), LeafRecord::of(&leaf)))
+}
+
+/// The seal batches of the transactions with txids from `previous` up to `xmin`,
+/// each with its txid and leaves. A torn batch is left out: its events are then in
+/// the gaps, read from their rows.
+async fn read_batches(
+    transaction: &tokio_postgres::Transaction<'_>,
+    previous: i64,
+    xmin: i64,
+) -> Result<Vec<(i64, Vec<(Hash, LeafRecord)>)>, StorageError> {
+    let rows = transaction
+        .query(SEAL_BATCHES_BETWEEN, &[&previous, &xmin])
+        .await
+        .map_err(classify)?;
+    let mut batches = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Xid8(txid) = row.try_get(0).map_err(classify)?;
+        let leaves: &[u8] = row.try_get(1).map_err(classify)?;
+        match parse_batch(leaves) {
+            Some(leaves) => batches.push((txid, leaves)),
+            None => tracing::warn!(txid, "a torn seal batch: its events are read from events"),
+        }
+    }
+    Ok(batches)
 }
 
 /// Takes [`SEALER_LOCK`] and loads the tree; none when another session holds the lock.
@@ -471,6 +523,7 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         completed_records: BTreeMap::new(),
         records_changed: false,
         rounds,
+        covered: CoveredIds::default(),
         checkpointed_size: checkpointed
             .and_then(|size| u64::try_from(size).ok())
             .unwrap_or(0),

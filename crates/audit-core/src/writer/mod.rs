@@ -23,7 +23,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::IngestSettings;
-use crate::copy::EncodedRows;
+use crate::copy::{EncodedRows, SealColumn};
 use crate::storage_error::{StorageError, call_deadline};
 pub use crate::writer::health::WriterStatus;
 use crate::writer::queue::{SharedQueue, WriteRequest};
@@ -52,7 +52,14 @@ impl EventWriter {
     /// Starts `settings.writers` writer tasks on a thread of their own, under a
     /// supervisor that restarts a task that dies. They stop when the last clone of the
     /// returned handle is dropped and the queue is empty.
-    pub fn start(pool: Pool, settings: &IngestSettings, limits: WriterLimits) -> Self {
+    /// With `seal` [`SealColumn::Filled`] (where events are sealed), groups whose rows
+    /// carry their seals are stored with a seal batch (`tree::batches`).
+    pub fn start(
+        pool: Pool,
+        settings: &IngestSettings,
+        limits: WriterLimits,
+        seal: SealColumn,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let write_deadline = call_deadline(limits.statement_timeout);
         let queue = Arc::new(SharedQueue::new(
@@ -60,6 +67,7 @@ impl EventWriter {
             settings.max_group_events as u64,
             settings.parallel_group_events as u64,
             write_deadline,
+            seal == SealColumn::Filled,
         ));
         let supervisor = Arc::new(Supervisor::new(
             Arc::clone(&queue),
@@ -90,6 +98,7 @@ impl EventWriter {
         let request = WriteRequest {
             rows: rows.bytes,
             count,
+            seal: rows.seal,
             reply,
         };
         let counted = self.queue.count_queued(count);

@@ -14,15 +14,25 @@ use bytes::Bytes;
 use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-use crate::copy::{COPY_EVENTS, CopyTarget, copy_in, framed_rows};
-use crate::storage_error::{StorageError, bounded, classify, connection_from};
+use crate::copy::{
+    COPY_EVENTS, COPY_NUMBERED_EVENTS, CopyTarget, SealColumn, copy_in, framed_rows, number_rows,
+};
+use crate::storage_error::{StorageError, bounded, classify, classify_at_commit, connection_from};
+use crate::tree::batches::INSERT_SEAL_BATCH;
 use crate::writer::health::WriterHealth;
+
+/// Draws a group's ids, after its transaction has its txid (the CASE asks for the
+/// txid first), as the column default of migration V4 would: the sealer's order
+/// relies on it (`tree::order`).
+const DRAW_IDS: &str = "SELECT CASE WHEN pg_current_xact_id() IS NOT NULL \
+     THEN nextval('events_id_seq') END FROM generate_series(1, $1::int4)";
 
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
     /// Rows in binary COPY format, without header or trailer.
     pub(crate) rows: Bytes,
     pub(crate) count: u64,
+    pub(crate) seal: SealColumn,
     pub(crate) reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
@@ -42,6 +52,8 @@ pub(crate) struct SharedQueue {
     parallel_group_events: u64,
     /// Bound of one group's COPY and commit.
     write_deadline: Duration,
+    /// Whether groups whose rows carry their seals are stored with a seal batch.
+    seal_batches: bool,
     pub(crate) health: WriterHealth,
     /// Test hook: the next writer task to take a group panics.
     crash_next_group: AtomicBool,
@@ -92,6 +104,7 @@ impl SharedQueue {
         max_group_events: u64,
         parallel_group_events: u64,
         write_deadline: Duration,
+        seal_batches: bool,
     ) -> Self {
         Self {
             receiver: Mutex::new(receiver),
@@ -101,6 +114,7 @@ impl SharedQueue {
             max_group_events,
             parallel_group_events,
             write_deadline,
+            seal_batches,
             health: WriterHealth::default(),
             crash_next_group: AtomicBool::new(false),
         }
@@ -192,7 +206,7 @@ pub(crate) async fn write_groups(queue: Arc<SharedQueue>, pool: Pool) {
         if requests.is_empty() {
             continue;
         }
-        let outcome = write_group(&pool, &requests, queue.write_deadline).await;
+        let outcome = write_group(&pool, &requests, &queue).await;
         match outcome {
             Ok(_) => {
                 queue.health.record(true);
@@ -207,9 +221,7 @@ pub(crate) async fn write_groups(queue: Arc<SharedQueue>, pool: Pool) {
                     "a group's data was refused; writing its batches one by one"
                 );
                 for request in requests {
-                    let result =
-                        write_group(&pool, std::slice::from_ref(&request), queue.write_deadline)
-                            .await;
+                    let result = write_group(&pool, std::slice::from_ref(&request), &queue).await;
                     queue.health.record(leaves_writes_healthy(&result));
                     let _ = request.reply.send(result.map(|_| request.count));
                 }
@@ -238,17 +250,33 @@ fn answer_all(group: Vec<WriteRequest>, result: impl Fn(u64) -> Result<u64, Stor
 }
 
 /// Writes every request of the group with one COPY, in one transaction, within the
-/// deadline; past it the connection is closed and the outcome is unknown.
+/// deadline; past it the connection is closed and the outcome is unknown. Where rows
+/// carry their seals and seal batches are on, the ids are drawn first and the rows'
+/// leaves stored as a seal batch in the same transaction (`tree::batches`).
 async fn write_group(
     pool: &Pool,
     group: &[WriteRequest],
-    deadline: Duration,
+    queue: &SharedQueue,
 ) -> Result<u64, StorageError> {
     let client = connection_from(pool).await?;
+    let sealed =
+        queue.seal_batches && (group.iter()).all(|request| request.seal == SealColumn::Filled);
+    if sealed {
+        return bounded(client, queue.write_deadline, timed_out, async |client| {
+            let written = write_numbered(client, group).await;
+            if written.is_err() && !client.is_closed() {
+                // Leaves the pooled connection outside any transaction; a COMMIT that
+                // failed has ended it already, and this then only warns.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            written
+        })
+        .await;
+    }
     // Collected: a lazy iterator with a closure inside would make this future !Send.
     let chunks: Vec<Bytes> =
         framed_rows(group.iter().map(|request| request.rows.clone())).collect();
-    bounded(client, deadline, timed_out, async |client| {
+    bounded(client, queue.write_deadline, timed_out, async |client| {
         // Prepared once per pooled connection, not once per group.
         let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
         let target = CopyTarget::Alone {
@@ -258,6 +286,56 @@ async fn write_group(
         copy_in(target, futures_util::stream::iter(chunks)).await
     })
     .await
+}
+
+/// One transaction: draw the ids, COPY the rows with them, store the seal batch,
+/// commit. Statements that need no answer before the next are sent together: BEGIN
+/// with the draw, the batch with the COMMIT.
+async fn write_numbered(
+    client: &deadpool_postgres::Client,
+    group: &[WriteRequest],
+) -> Result<u64, StorageError> {
+    let draw = client.prepare_cached(DRAW_IDS).await.map_err(classify)?;
+    let copy = client
+        .prepare_cached(COPY_NUMBERED_EVENTS)
+        .await
+        .map_err(classify)?;
+    let insert = client
+        .prepare_cached(INSERT_SEAL_BATCH)
+        .await
+        .map_err(classify)?;
+    let count: u64 = group.iter().map(|request| request.count).sum();
+    let count = i32::try_from(count)
+        .map_err(|_| StorageError::unavailable("a group too large to number"))?;
+    let (begun, drawn) = futures_util::future::join(
+        client.batch_execute("BEGIN"),
+        client.query(&draw, &[&count]),
+    )
+    .await;
+    begun.map_err(classify)?;
+    let ids = drawn
+        .map_err(classify)?
+        .iter()
+        .map(|row| row.try_get::<_, i64>(0))
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(classify)?;
+    let numbered = number_rows(group.iter().map(|request| &request.rows), &ids)
+        .map_err(|_| StorageError::unavailable("a group's rows could not be numbered"))?;
+    let target = CopyTarget::InOpenTransaction {
+        client,
+        statement: &copy,
+    };
+    let stored = copy_in(target, futures_util::stream::iter([numbered.stream])).await?;
+    let (inserted, committed) = futures_util::future::join(
+        client.execute(&insert, &[&numbered.batch]),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    // A COMMIT after a failed statement rolls back without an error: the insert's
+    // failure is the group's.
+    inserted.map_err(classify)?;
+    committed.map_err(classify_at_commit)?;
+    Ok(stored)
 }
 
 /// The COPY's end, and so its commit, may have been sent when the deadline passed.
@@ -271,7 +349,7 @@ mod tests {
 
     fn queue() -> SharedQueue {
         let (_sender, receiver) = mpsc::channel(4);
-        SharedQueue::new(receiver, 100, 10, Duration::from_secs(1))
+        SharedQueue::new(receiver, 100, 10, Duration::from_secs(1), true)
     }
 
     #[test]
