@@ -79,6 +79,8 @@ pub(crate) struct SealedIngest {
     pub tail_probes: usize,
     /// Rows the sealer read per event it sealed (1 when no row was read twice).
     pub reads_per_sealed: f64,
+    /// Leaves the sealer took from seal batches, per event sealed.
+    pub batched_per_sealed: f64,
 }
 
 pub(crate) fn ingest_with_sealing(
@@ -93,6 +95,7 @@ pub(crate) fn ingest_with_sealing(
     let mut lags_ms = Vec::new();
     let mut tail = (Vec::new(), 0);
     let mut reads_per_sealed = f64::NAN;
+    let mut batched_per_sealed = f64::NAN;
     for sealed in [false, true] {
         let dsn = fresh_database(context, SEALED_DATABASE)?;
         let config = if sealed {
@@ -126,8 +129,10 @@ pub(crate) fn ingest_with_sealing(
                     .map_err(|_| anyhow::anyhow!("the tail probe panicked"))??;
             }
             let metrics = curl(&["-sf", &format!("http://127.0.0.1:{PORT}/metrics")])?;
-            reads_per_sealed = metric_value(&metrics, "integrity_read_rows_total")?
-                / metric_value(&metrics, "integrity_sealed_events_total")?;
+            let sealed_events = metric_value(&metrics, "integrity_sealed_events_total")?;
+            reads_per_sealed = metric_value(&metrics, "integrity_read_rows_total")? / sealed_events;
+            batched_per_sealed =
+                metric_value(&metrics, "integrity_batched_leaves_total")? / sealed_events;
         }
         let _ = server.kill();
         let _ = server.wait();
@@ -146,6 +151,7 @@ pub(crate) fn ingest_with_sealing(
         tail_ms: tail.0,
         tail_probes: tail.1,
         reads_per_sealed,
+        batched_per_sealed,
     })
 }
 

@@ -71,9 +71,14 @@ pub const UNSEALED: &str = "SELECT e.id, e.event_ts, coalesce(e.txid, '0'::xid8)
 /// partition every round (measured: a 4M-event partition read five times a second, a
 /// third of what ingest could have used). Without sequential and bitmap scans the
 /// primary key's range is the only plan left, in id order, with no sort.
+///
+/// And no JIT: a disabled plan's cost counts 10^10 (PostgreSQL's `disable_cost`), far
+/// past `jit_above_cost`, so every round's freshly planned statements were compiled
+/// by LLVM before they ran: half of the sealer session's CPU under full ingest
+/// (measured with perf), for statements that then run for milliseconds.
 pub const SEALER_SESSION: &str = "SET statement_timeout = '10min'; \
      SET enable_seqscan = off; SET enable_bitmapscan = off; \
-     SET max_parallel_workers_per_gather = 0";
+     SET max_parallel_workers_per_gather = 0; SET jit = off";
 
 /// What the sealer knows between rounds; reloaded from the database when it takes
 /// over, so that any instance continues where another stopped.
