@@ -1,5 +1,6 @@
-//! PostgreSQL's binary COPY format for the events table (`encode`), and streaming it
-//! in (`copy_in`).
+//! PostgreSQL's binary COPY format for the events table (`encode`; `numbered`: a
+//! sealed group's rows given the ids drawn for them), and streaming it in
+//! (`copy_in`).
 //!
 //! Encoding rows ourselves (rather than through a generic row writer) lets the bulk
 //! loader write exactly the bytes a raw `COPY ... FROM file` would read, so the two can
