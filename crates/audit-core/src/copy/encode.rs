@@ -22,7 +22,7 @@ const SEAL_LENGTH: i32 = 48;
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH: OffsetDateTime = datetime!(2000-01-01 0:00 UTC);
 /// The same epoch in microseconds since 1970-01-01 00:00 UTC.
-pub(crate) const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+pub(crate) const POSTGRES_EPOCH_UNIX_MICROS: i64 = POSTGRES_EPOCH.unix_timestamp() * 1_000_000;
 /// The first buffer of a stream encoder.
 const STREAM_BUFFER_BYTES: usize = 64 * 1024;
 

@@ -70,23 +70,18 @@ fn number_row<'r>(
     stream: &mut BytesMut,
     batch: &mut Vec<u8>,
 ) -> Result<&'r [u8], MalformedRows> {
-    let (count, mut rest) = take(row, 2)?;
+    let (count, rest) = take(row, 2)?;
     if i16::from_be_bytes([count[0], count[1]]) != FIELDS {
         return Err(MalformedRows("a row without six fields"));
     }
     // event_ts, the three texts and the token: copied as they are.
     let fields_start = rest;
-    let mut event_ts = None;
-    for field in 0..FIELDS - 1 {
-        let (value, after) = field_value(rest)?;
-        if field == 0 {
-            let value = value.ok_or(MalformedRows("a row without its event_ts"))?;
-            let eight: [u8; 8] = value
-                .try_into()
-                .map_err(|_| MalformedRows("an event_ts that is not 8 bytes"))?;
-            event_ts = Some(i64::from_be_bytes(eight));
-        }
-        rest = after;
+    let (event_ts, mut rest) = field_value(rest)?;
+    let event_ts: [u8; 8] = event_ts
+        .and_then(|value| value.try_into().ok())
+        .ok_or(MalformedRows("a row without an 8-byte event_ts"))?;
+    for _ in 1..FIELDS - 1 {
+        rest = field_value(rest)?.1;
     }
     let copied = &fields_start[..fields_start.len() - rest.len()];
     let (seal, after) = field_value(rest)?;
@@ -97,13 +92,8 @@ fn number_row<'r>(
     stream.put_i32(8);
     stream.put_i64(id);
     stream.put_slice(copied);
-    let event_ts = event_ts.unwrap_or_default();
-    push_batch_leaf(
-        batch,
-        id,
-        event_ts.saturating_add(POSTGRES_EPOCH_UNIX_MICROS),
-        seal,
-    );
+    let event_ts = i64::from_be_bytes(event_ts).saturating_add(POSTGRES_EPOCH_UNIX_MICROS);
+    push_batch_leaf(batch, id, event_ts, seal);
     Ok(after)
 }
 

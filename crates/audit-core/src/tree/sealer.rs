@@ -218,22 +218,20 @@ impl Sealer {
             let floor = state.rounds.id_floor(previous);
             state.covered.prune(floor);
             let mut unsealed = Vec::new();
-            let batches = read_batches(&transaction, previous, xmin).await?;
-            let mut batched_ids = Vec::new();
-            for (txid, leaves) in batches {
+            for (txid, leaves) in read_batches(&transaction, previous, xmin).await? {
                 for (hash, record) in leaves {
                     report.batched += 1;
-                    let id = record.id;
-                    if !state.rounds.drawn_in_order(txid, id) {
-                        if self.reported.insert(id) {
-                            report.refused.push(id);
-                        }
-                        continue;
+                    if admitted(
+                        &state.rounds,
+                        &mut self.reported,
+                        &mut report,
+                        (txid, record.id),
+                    ) {
+                        unsealed.push((txid, record.id, hash, record));
                     }
-                    batched_ids.push(id);
-                    unsealed.push((txid, id, hash, record));
                 }
             }
+            let mut batched_ids: Vec<i64> = unsealed.iter().map(|(_, id, _, _)| *id).collect();
             batched_ids.sort_unstable();
             let gaps = state.covered.gaps(floor, &batched_ids);
             let parameters: [&(dyn ToSql + Sync); 4] =
@@ -249,10 +247,7 @@ impl Sealer {
                 report.read += 1;
                 let id: i64 = row.try_get(0).map_err(classify)?;
                 let Xid8(txid) = row.try_get(2).map_err(classify)?;
-                if !state.rounds.drawn_in_order(txid, id) {
-                    if self.reported.insert(id) {
-                        report.refused.push(id);
-                    }
+                if !admitted(&state.rounds, &mut self.reported, &mut report, (txid, id)) {
                     continue;
                 }
                 let (hash, record) = unsealed_leaf(&row, id)?;
@@ -361,6 +356,23 @@ impl Sealer {
         });
         Ok(())
     }
+}
+
+/// Whether an event's id was drawn in order (`order`): one given by hand is left out
+/// of the tree, and reported once per sealer.
+fn admitted(
+    rounds: &Rounds,
+    reported: &mut HashSet<i64>,
+    report: &mut RoundReport,
+    (txid, id): (i64, i64),
+) -> bool {
+    if rounds.drawn_in_order(txid, id) {
+        return true;
+    }
+    if reported.insert(id) {
+        report.refused.push(id);
+    }
+    false
 }
 
 /// The leaf hash and record of a row of [`UNSEALED`]: from its seal when it has one,
