@@ -310,17 +310,11 @@ async fn write_numbered(
         .map_err(|_| StorageError::unavailable("a group too large to number"))?;
     let (begun, drawn) = futures_util::future::join(
         client.batch_execute("BEGIN"),
-        client.query(&draw, &[&count]),
+        client.query_one(&draw, &[&count]),
     )
     .await;
     begun.map_err(classify)?;
-    let ids: Vec<i64> = drawn
-        .map_err(classify)?
-        .first()
-        .map(|row| row.try_get(0))
-        .transpose()
-        .map_err(classify)?
-        .unwrap_or_default();
+    let ids: Vec<i64> = drawn.map_err(classify)?.try_get(0).map_err(classify)?;
     let numbered = number_rows(group.iter().map(|request| &request.rows), &ids)
         .map_err(|_| StorageError::unavailable("a group's rows could not be numbered"))?;
     let target = CopyTarget::InOpenTransaction {
