@@ -17,10 +17,10 @@ const APPLICATIONS: [&str; 4] = ["billing", "login", "search", "rare"];
 const KINDS: [&str; 3] = ["Created", "Deleted", "Viewed"];
 const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 const TAGS: [&str; 3] = ["red", "green", "blue"];
-const SCAN_ROWS: u32 = 40;
+pub(crate) const SCAN_ROWS: u32 = 40;
 
 /// An event at a random time of January 2024; `rare` seldom.
-fn random_event(rng: &mut StdRng) -> Value {
+pub(crate) fn random_event(rng: &mut StdRng) -> Value {
     let application = if rng.random_range(0..20) == 0 {
         "rare"
     } else {
@@ -50,13 +50,13 @@ fn random_event(rng: &mut StdRng) -> Value {
 
 /// One filter, as query parameters and as the SQL condition that defines it.
 #[derive(Debug, Default)]
-struct Filter {
-    parameters: Vec<(&'static str, String)>,
-    conditions: Vec<String>,
+pub(crate) struct Filter {
+    pub(crate) parameters: Vec<(&'static str, String)>,
+    pub(crate) conditions: Vec<String>,
 }
 
 impl Filter {
-    fn random(rng: &mut StdRng) -> Self {
+    pub(crate) fn random(rng: &mut StdRng) -> Self {
         let mut filter = Self::default();
         if rng.random_bool(0.4) {
             let applications: Vec<&str> = (0..rng.random_range(1..=2))
@@ -145,7 +145,7 @@ fn form_urlencoded_pairs(pairs: &[(&str, String)]) -> String {
 
 /// Walks every page of a filter in one order; returns the ids in the order served.
 /// With `full_pages`, every page but the last must be full.
-async fn walk(
+pub(crate) async fn walk(
     app: &TestApp,
     filter: &Filter,
     order: &str,
@@ -178,7 +178,7 @@ async fn walk(
     panic!("the walk of {filter:?} did not end");
 }
 
-async fn matching(app: &TestApp, filter: &Filter, ids: Option<&[i64]>) -> Vec<i64> {
+pub(crate) async fn matching(app: &TestApp, filter: &Filter, ids: Option<&[i64]>) -> Vec<i64> {
     let within = match ids {
         Some(ids) => format!(
             "id IN ({})",
@@ -215,12 +215,22 @@ async fn with_every_search_index_the_walks_match_the_ground_truth_in_full_pages(
 async fn walks_match_the_sql_ground_truth_under_writers(indexes: &[SearchIndex]) {
     let app = Arc::new(spawn_app_with(|settings| settings.search.max_scan_rows = SCAN_ROWS).await);
     app.build_search_indexes(indexes).await;
-    let full_pages = !indexes.is_empty();
     let mut rng = StdRng::seed_from_u64(15);
     for _ in 0..6 {
         let events: Vec<Value> = (0..100).map(|_| random_event(&mut rng)).collect();
         assert_eq!(app.post_events(&Value::Array(events)).await.status(), 201);
     }
+    walk_every_filter_under_writers(app, !indexes.is_empty(), rng).await;
+}
+
+/// Walks random filters both ways, to the end, while another client writes: each
+/// walk in order, each event once, only matching ones, and every one that was there
+/// before it began. With `full_pages`, no page but the last is short.
+pub(crate) async fn walk_every_filter_under_writers(
+    app: Arc<TestApp>,
+    full_pages: bool,
+    mut rng: StdRng,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (app, stop) = (app.clone(), stop.clone());

@@ -30,6 +30,7 @@ mod partitions;
 mod payload_limits;
 mod post_event;
 mod post_event_validation;
+mod postings;
 mod process;
 mod prometheus;
 mod reload;

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod merkle;
 pub mod migrations;
 pub mod partitions;
+pub mod postings;
 pub mod replicas;
 pub mod repository;
 pub mod search_index;

@@ -16,6 +16,7 @@ use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
+use crate::postings::{self, Candidates, PostingPlan};
 use crate::replicas::Replicas;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
@@ -119,6 +120,8 @@ const PAGE_ABOVE: &str = "SELECT id, event_ts, application_name, event_kind, pay
 
 /// The ids a filtered page's window is cut from.
 const ID_BOUNDS: &str = "SELECT min(id), max(id) FROM events";
+/// The ids above the postings' floor, which a page walks without them.
+const UNSEALED_IDS: &str = "SELECT min(id), max(id) FROM events WHERE id > $1";
 
 /// Where a read ended, besides the rows handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -352,6 +355,12 @@ impl EventRepository {
             if values.served_by(indexes) {
                 return read_indexed(client, values, direction, token, limit, accept).await;
             }
+            if let Some(plan) = PostingPlan::for_filter(values.applications, values.filter)
+                && let Some(floor) = postings::usable_floor(client).await?
+            {
+                let sealed = SealedPostings { plan, floor };
+                return read_with_postings(client, page, sealed, accept).await;
+            }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
             let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
             let highest: Option<i64> = row.try_get(1).map_err(classify)?;
@@ -382,6 +391,134 @@ struct FilteredPage<'a> {
     token: Option<i64>,
     limit: i64,
     max_scan_rows: i64,
+}
+
+/// The postings a page reads, and the id floor up to which they hold every event.
+struct SealedPostings {
+    plan: PostingPlan,
+    floor: i64,
+}
+
+/// Candidates examined by the first read of a page's postings, after which each read
+/// takes four times as many: a filter its postings serve exactly fills a page at
+/// once, one they narrow less (a day and an application) soon.
+const FIRST_CANDIDATES: i64 = 16;
+
+/// A filtered page through the search postings: the ids above their floor (not all
+/// sealed yet) by a walk of the primary key, those at or below it through the
+/// postings, in the page's order; at most `max_scan_rows` ids looked at in all.
+async fn read_with_postings(
+    client: &deadpool_postgres::Client,
+    page: FilteredPage<'_>,
+    sealed: SealedPostings,
+    accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
+) -> Result<PageEnd, StorageError> {
+    let FilteredPage {
+        values,
+        direction,
+        token,
+        limit,
+        max_scan_rows,
+    } = page;
+    let handed = Cell::new(0i64);
+    let mut accept = at_most(limit, accept);
+    let mut counted = |event: StoredEvent<'_>| {
+        handed.set(handed.get() + 1);
+        accept(event)
+    };
+    let floor = sealed.floor;
+    let mut budget = max_scan_rows.max(1);
+    if direction == Direction::Descending && token.is_none_or(|token| token > floor + 1) {
+        let unsealed = unsealed_ids(client, floor).await?;
+        if let Some(window) = ScanWindow::after(direction, token, unsealed, budget) {
+            let window = ScanWindow {
+                low: window.low.max(floor + 1),
+                ..window
+            };
+            let end = read_window(client, values, direction, window, limit, &mut counted).await?;
+            if handed.get() >= limit || end.continue_at.is_some() {
+                return Ok(end);
+            }
+            budget -= window.high - window.low + 1;
+        }
+    }
+    let (low, high) = match direction {
+        Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(floor + 1)),
+        Direction::Ascending => (token.unwrap_or(i64::MIN), floor + 1),
+    };
+    let mut candidates = Candidates::new(sealed.plan, direction, low, high);
+    let mut wanted = FIRST_CANDIDATES;
+    let mut examined = None;
+    if low < high - 1 {
+        loop {
+            if budget <= 0 {
+                return Ok(PageEnd {
+                    continue_at: Some(examined.unwrap_or(match direction {
+                        Direction::Descending => high,
+                        Direction::Ascending => low,
+                    })),
+                });
+            }
+            let take = usize::try_from(wanted.min(budget)).unwrap_or(1);
+            let ids = candidates.next(client, take).await?;
+            let Some(&last) = ids.last() else { break };
+            budget -= ids.len() as i64;
+            examined = Some(last);
+            let rest = limit - handed.get();
+            let parameters: Vec<&(dyn ToSql + Sync)> = vec![&ids, &rest];
+            let order = match direction {
+                Direction::Descending => " ORDER BY id DESC LIMIT $2",
+                Direction::Ascending => " ORDER BY id LIMIT $2",
+            };
+            let statement = Built::new("id = ANY($1)", values, parameters, order);
+            let prepared = (client.prepare_cached(&statement.query).await).map_err(classify)?;
+            statement.run(client, &prepared, &mut counted).await?;
+            if handed.get() >= limit {
+                return Ok(PageEnd::default());
+            }
+            wanted = wanted.saturating_mul(4);
+        }
+    }
+    if direction == Direction::Descending {
+        return Ok(PageEnd::default());
+    }
+    if budget <= 0 {
+        return Ok(PageEnd {
+            continue_at: Some(low.max(floor)),
+        });
+    }
+    let unsealed = unsealed_ids(client, floor).await?;
+    let from = token.unwrap_or(i64::MIN).max(floor);
+    let Some(window) = ScanWindow::after(direction, Some(from), unsealed, budget) else {
+        return Ok(PageEnd::default());
+    };
+    read_window(
+        client,
+        values,
+        direction,
+        window,
+        limit - handed.get(),
+        counted,
+    )
+    .await
+}
+
+/// The first and last id above the postings' `floor` (none when there is none).
+async fn unsealed_ids(
+    client: &deadpool_postgres::Client,
+    floor: i64,
+) -> Result<Option<(i64, i64)>, StorageError> {
+    let statement = client
+        .prepare_cached(UNSEALED_IDS)
+        .await
+        .map_err(classify)?;
+    let row = client
+        .query_one(&statement, &[&floor])
+        .await
+        .map_err(classify)?;
+    let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
+    let highest: Option<i64> = row.try_get(1).map_err(classify)?;
+    Ok(lowest.zip(highest))
 }
 
 /// A scoped page without the index ([`SCOPED_SCAN_BELOW`], [`SCOPED_SCAN_FIRST`]).

@@ -1,0 +1,292 @@
+//! The reader's side: whether postings can serve a page, which ones, and the ids they
+//! name in a page's order ([`Candidates`]).
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::types::ToSql;
+
+use super::ids::decode;
+use super::{Field, MAX_SPAN, day_key, text_key};
+use crate::filter::{Direction, EventFilter};
+use crate::merkle::unix_micros;
+use crate::storage_error::{StorageError, classify};
+
+/// The id floor of the postings when they hold every sealed leaf (none while the
+/// sealer is still writing those of a tree older than them).
+const USABLE_FLOOR: &str = "SELECT id_floor FROM search_postings_state \
+     WHERE leaves = coalesce((SELECT size FROM tree_head), 0)";
+
+/// A window of at most this many days is read through its days' postings before any
+/// other condition's (a day holds fewer events than an application, as a rule).
+const NARROW_DAYS: i64 = 2;
+/// A wider window than this is not read through day postings at all: it matches
+/// densely, and a walk of the primary key fills a page sooner.
+const WIDE_DAYS: i64 = 62;
+
+/// Posting rows read at once, over all of a plan's keys (at least two a key).
+const ROWS_PER_READ: i64 = 32;
+
+/// Each key's next rows (`$4` at most a key) past `$3`, in the walk's order.
+const ROWS_BELOW: &str = "SELECT k.key, p.first_id, p.ids FROM unnest($1::bigint[]) AS k (key) \
+     CROSS JOIN LATERAL ( \
+         SELECT first_id, ids FROM search_postings \
+         WHERE field = $2 AND key = k.key AND first_id < $3 \
+         ORDER BY first_id DESC LIMIT $4) AS p";
+const ROWS_ABOVE: &str = "SELECT k.key, p.first_id, p.ids FROM unnest($1::bigint[]) AS k (key) \
+     CROSS JOIN LATERAL ( \
+         SELECT first_id, ids FROM search_postings \
+         WHERE field = $2 AND key = k.key AND first_id > $3 \
+         ORDER BY first_id LIMIT $4) AS p";
+
+/// Every committed event with an id at or below this is in the postings (none when
+/// the postings do not hold every sealed leaf yet).
+pub async fn usable_floor(client: &deadpool_postgres::Client) -> Result<Option<i64>, StorageError> {
+    let statement = client
+        .prepare_cached(USABLE_FLOOR)
+        .await
+        .map_err(classify)?;
+    let row = client.query_opt(&statement, &[]).await.map_err(classify)?;
+    row.map(|row| row.try_get(0).map_err(classify)).transpose()
+}
+
+/// The postings a filtered page takes its candidates from: one field's, of any of
+/// these keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostingPlan {
+    field: Field,
+    keys: Vec<i64>,
+}
+
+impl PostingPlan {
+    /// The postings that narrow `filter` most, as far as one can tell without counting:
+    /// a window of a day or two, else the applications (`applications`, the filter's
+    /// narrowed to the reader's scope), else the kinds, else a window of up to two
+    /// months. None when no condition has postings worth reading.
+    pub fn for_filter(applications: Option<&[String]>, filter: &EventFilter) -> Option<Self> {
+        let days = match (filter.since, filter.until) {
+            (Some(since), Some(until)) => {
+                let first = day_key(unix_micros(since));
+                let last = day_key(unix_micros(until) - 1);
+                Some((first..=last).collect::<Vec<i64>>())
+            }
+            _ => None,
+        };
+        let texts = |texts: &[String]| texts.iter().map(|text| text_key(text)).collect();
+        let plan = |field, keys: Vec<i64>| Some(Self { field, keys }.deduplicated());
+        match (days, applications) {
+            (Some(days), _) if days.len() as i64 <= NARROW_DAYS => plan(Field::Day, days),
+            (_, Some(applications)) => plan(Field::Application, texts(applications)),
+            _ if !filter.kinds.is_empty() => plan(Field::Kind, texts(&filter.kinds)),
+            (Some(days), None) if days.len() as i64 <= WIDE_DAYS => plan(Field::Day, days),
+            _ => None,
+        }
+    }
+
+    fn deduplicated(mut self) -> Self {
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self
+    }
+}
+
+/// The ids the postings of a plan hold within a range, handed out in a page's order,
+/// a few at a time, each once. An id is handed out only when no row still unread can
+/// hold a further one before it.
+pub struct Candidates {
+    plan: PostingPlan,
+    direction: Direction,
+    /// The ids wanted lie strictly between these; the bound a page walks from moves
+    /// past each id handed out.
+    low: i64,
+    high: i64,
+    /// The `first_id` of the last row read: rows are read in the page's order of it.
+    read_to: Option<i64>,
+    exhausted: bool,
+    pending: BTreeSet<i64>,
+}
+
+impl Candidates {
+    /// The ids strictly between `low` and `high`, walked in `direction`.
+    pub fn new(plan: PostingPlan, direction: Direction, low: i64, high: i64) -> Self {
+        Self {
+            plan,
+            direction,
+            low,
+            high,
+            read_to: None,
+            exhausted: false,
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// Up to `wanted` more ids, in the walk's order; none once the range is walked.
+    pub async fn next(
+        &mut self,
+        client: &deadpool_postgres::Client,
+        wanted: usize,
+    ) -> Result<Vec<i64>, StorageError> {
+        while !self.exhausted && self.complete() < wanted {
+            self.read_rows(client).await?;
+        }
+        let complete = self.complete().min(wanted);
+        let taken: Vec<i64> = match self.direction {
+            Direction::Descending => (0..complete)
+                .filter_map(|_| self.pending.pop_last())
+                .collect(),
+            Direction::Ascending => (0..complete)
+                .filter_map(|_| self.pending.pop_first())
+                .collect(),
+        };
+        if let Some(&last) = taken.last() {
+            match self.direction {
+                Direction::Descending => self.high = last,
+                Direction::Ascending => self.low = last,
+            }
+        }
+        Ok(taken)
+    }
+
+    /// How many pending ids no unread row can precede in the walk.
+    fn complete(&self) -> usize {
+        match (self.exhausted, self.read_to, self.direction) {
+            (true, _, _) => self.pending.len(),
+            (false, None, _) => 0,
+            // An unread row starts below the last one read, so its ids are below
+            // that start plus the span.
+            (false, Some(start), Direction::Descending) => {
+                self.pending.range(start.saturating_add(MAX_SPAN)..).count()
+            }
+            // An unread row starts above the last one read.
+            (false, Some(start), Direction::Ascending) => self.pending.range(..=start).count(),
+        }
+    }
+
+    /// Reads each key's next rows. What was read is a prefix of all the keys' rows in
+    /// the walk's order up to the last row read of a key that may have more: the rows
+    /// past it are dropped (read again next time), so that no row is skipped.
+    async fn read_rows(&mut self, client: &deadpool_postgres::Client) -> Result<(), StorageError> {
+        let (query, from) = match self.direction {
+            Direction::Descending => (ROWS_BELOW, self.read_to.unwrap_or(self.high)),
+            Direction::Ascending => (
+                ROWS_ABOVE,
+                (self.read_to).unwrap_or(self.low.saturating_sub(MAX_SPAN)),
+            ),
+        };
+        let keys = self.plan.keys.len().max(1) as i64;
+        let per_key = (ROWS_PER_READ / keys).max(2);
+        let statement = client.prepare_cached(query).await.map_err(classify)?;
+        let field = self.plan.field.code();
+        let parameters: [&(dyn ToSql + Sync); 4] = [&self.plan.keys, &field, &from, &per_key];
+        let rows = client
+            .query(&statement, &parameters)
+            .await
+            .map_err(classify)?;
+        let mut read: Vec<(i64, i64, &[u8])> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: i64 = row.try_get(0).map_err(classify)?;
+            read.push((
+                key,
+                row.try_get(1).map_err(classify)?,
+                row.try_get(2).map_err(classify)?,
+            ));
+        }
+        // In the walk's order of `first_id`, and where the prefix ends.
+        let descending = self.direction == Direction::Descending;
+        read.sort_unstable_by_key(|(_, first_id, _)| *first_id);
+        if descending {
+            read.reverse();
+        }
+        let mut last_of_key: std::collections::HashMap<i64, (usize, i64)> = Default::default();
+        for (key, first_id, _) in &read {
+            let entry = last_of_key.entry(*key).or_insert((0, *first_id));
+            *entry = (entry.0 + 1, *first_id);
+        }
+        let prefix_end = (last_of_key.values())
+            .filter(|(count, _)| *count as i64 >= per_key)
+            .map(|(_, first_id)| *first_id)
+            .reduce(|a, b| if descending { a.max(b) } else { a.min(b) });
+        if let Some(end) = prefix_end {
+            read.retain(|(_, first_id, _)| {
+                if descending {
+                    *first_id >= end
+                } else {
+                    *first_id <= end
+                }
+            });
+        }
+        let (low, high) = (self.low, self.high);
+        for (_, first_id, ids) in &read {
+            let pending = &mut self.pending;
+            decode(*first_id, ids, |id| {
+                if low < id && id < high {
+                    pending.insert(id);
+                }
+            })
+            .ok_or_else(|| StorageError::unavailable("a torn search posting"))?;
+            self.read_to = Some(*first_id);
+        }
+        let past_the_range = match (self.direction, self.read_to) {
+            (Direction::Ascending, Some(start)) => start >= high,
+            _ => false,
+        };
+        self.exhausted = prefix_end.is_none() || past_the_range;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp::EventTimestamp;
+
+    fn at(text: &str) -> Option<EventTimestamp> {
+        Some(EventTimestamp::parse(text).unwrap())
+    }
+
+    #[test]
+    fn a_narrow_window_goes_first_then_applications_kinds_and_wide_windows() {
+        let day = EventFilter {
+            since: at("2025-06-15T00:00:00Z"),
+            until: at("2025-06-16T00:00:00Z"),
+            kinds: vec!["Kind07".into()],
+            ..EventFilter::default()
+        };
+        let apps = ["app010".to_owned()];
+        let plan = PostingPlan::for_filter(Some(&apps), &day).unwrap();
+        assert_eq!(plan.field, Field::Day);
+        assert_eq!(plan.keys, vec![20_254]);
+
+        let month = EventFilter {
+            since: at("2025-06-01T00:00:00Z"),
+            until: at("2025-07-01T00:00:00Z"),
+            ..EventFilter::default()
+        };
+        let plan = PostingPlan::for_filter(Some(&apps), &month).unwrap();
+        assert_eq!(
+            (plan.field, plan.keys),
+            (Field::Application, vec![text_key("app010")])
+        );
+        let plan = PostingPlan::for_filter(None, &month).unwrap();
+        assert_eq!((plan.field, plan.keys.len()), (Field::Day, 30));
+
+        let kinds = EventFilter {
+            kinds: vec!["B".into(), "A".into(), "B".into()],
+            ..month.clone()
+        };
+        let plan = PostingPlan::for_filter(None, &kinds).unwrap();
+        assert_eq!(plan.field, Field::Kind);
+        assert_eq!(plan.keys.len(), 2);
+
+        let year = EventFilter {
+            since: at("2025-01-01T00:00:00Z"),
+            until: at("2026-01-01T00:00:00Z"),
+            ..EventFilter::default()
+        };
+        assert_eq!(PostingPlan::for_filter(None, &year), None);
+        let open_ended = EventFilter {
+            since: at("2025-01-01T00:00:00Z"),
+            ..EventFilter::default()
+        };
+        assert_eq!(PostingPlan::for_filter(None, &open_ended), None);
+    }
+}
