@@ -7,8 +7,8 @@
 -- `field` is 1 for `application_name`, 2 for `event_kind` (`key` the CRC-32 of the
 -- text, as the leaf records fingerprint it) and 3 for `event_ts` (`key` the day, UTC,
 -- counted from 1970-01-01). `ids` are ascending, each as the LEB128 difference from the
--- one before (the first from `first_id`). A row's ids span less than 65,536: a reader
--- knows which rows can hold an id without an index on `last_id`.
+-- one before (the first from `first_id`). A row's ids span less than 65,536, which
+-- bounds the rows a reader must look at around where its page starts.
 --
 -- Postings are candidates, never trusted: a page reads the events they name and checks
 -- every condition on the rows.
@@ -20,6 +20,9 @@ CREATE TABLE search_postings (
     ids      bytea    NOT NULL,
     PRIMARY KEY (field, key, first_id)
 );
+-- Newest first, rows are read in the order of their last id (an id above the last one
+-- read is in no row still unread); oldest first, of their first id.
+CREATE INDEX search_postings_last_id ON search_postings (field, key, last_id);
 -- Differences hardly compress: a long row goes out of line without trying.
 ALTER TABLE search_postings ALTER COLUMN ids SET STORAGE EXTERNAL;
 

@@ -3,15 +3,17 @@
 //!
 //! 1. `audit-generate bulk` loads 10M events: 100 applications, the n-th picked 1/n as
 //!    often as the first; 50 kinds; `event_ts` over 2025; rich payloads.
-//! 2. The application, kind and time indexes are built (timed), and the server reads
-//!    through them.
-//! 3. wrk asks, two connections at a time, for the first page and a page half-way
-//!    through the matches of each of: a rare application, a common one, one kind, a
-//!    one-hour window, a one-month window, an application plus one day; pgbench runs
-//!    the first page's statement over two connections, the ceiling.
-//! 4. For each index set (none, each alone, the three, the payload's GIN): 100-event
-//!    POSTs of varied events through a fresh server and database, and a raw COPY of 1M
-//!    such rows into a table with the same indexes; ratios against the COPY without.
+//! 2. A server with sealing on (no key) seals the table and writes its search
+//!    postings (timed); wrk asks, two connections at a time, for the first page and a
+//!    page half-way through the matches of each of: a rare application, a common one,
+//!    one kind, a one-hour window, a one-month window, an application plus one day;
+//!    pgbench runs the first page's statement over two connections, the ceiling.
+//! 3. The application, kind and time indexes are built (timed), and the same pages are
+//!    read through them, sealing off.
+//! 4. For each index set (none, each alone, the three, the payload's GIN, and sealing
+//!    with its postings): 100-event POSTs of varied events through a fresh server and
+//!    database, and a raw COPY of 1M such rows into a table with the same indexes;
+//!    ratios against the COPY without.
 //!
 //! The figures go to BENCHMARKS.md between their own markers.
 
@@ -171,10 +173,34 @@ pub fn bench_search(plan: &SearchPlan) -> anyhow::Result<()> {
             index_size(&dsn, index)?
         )?;
     }
-
     let config = write_server_config(&context, &dsn, "off")?;
     let mut server = start_server(&context, &config)?;
-    let measured = measure_reads(&context, &dsn, plan);
+    let measured = measure_reads(&context, &dsn, plan, None);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (measured, ceilings) = measured?;
+    report.push_str(&measured);
+
+    // The same pages without the indexes, through the postings of a sealing server;
+    // PostgreSQL's ceiling stays the indexed statement's.
+    for index in READ_INDEXES {
+        let name = index_name(index);
+        context.run_recorded(Command::new("psql").args([
+            "-q",
+            &dsn,
+            "-c",
+            &format!("DROP INDEX {name}"),
+        ]))?;
+    }
+    let sealed_config = sealing_server_config(&context, &dsn)?;
+    let mut server = start_server(&context, &sealed_config)?;
+    let measured = wait_for_postings(&dsn).and_then(|posted| {
+        let (measured, _) = measure_reads(&context, &dsn, plan, Some(&ceilings))?;
+        Ok(format!(
+            "search postings, B-tree indexes dropped: the table sealed and its postings written in {posted:.0} s, {}\n{measured}",
+            postings_size(&dsn)?
+        ))
+    });
     let _ = server.kill();
     let _ = server.wait();
     report.push_str(&measured?);
@@ -210,21 +236,29 @@ fn table_shape() -> Vec<String> {
 }
 
 /// First and deep pages of every query, two connections; the report lines.
+/// With `ceilings` (pgbench's rate of each query, as measured before), pgbench is not
+/// run again; the rates measured are returned with the report.
 fn measure_reads(
     context: &BenchEnvironment,
     dsn: &str,
     plan: &SearchPlan,
-) -> anyhow::Result<String> {
+    ceilings: Option<&[f64]>,
+) -> anyhow::Result<(String, Vec<f64>)> {
+    let through = match ceilings {
+        None => "through the three B-tree indexes",
+        Some(_) => "through the search postings (sealing on, no B-tree index)",
+    };
+    let mut measured_ceilings = Vec::new();
     // The server looks for the indexes when it starts and every 5 s after.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut report = String::new();
     let mut failed = 0;
     writeln!(
         report,
-        "filtered pages of 10, newest first, 2 connections, {} s each (p50 / p99 latency, requests/s):",
+        "filtered pages of 10 {through}, newest first, 2 connections, {} s each (p50 / p99 latency, requests/s):",
         plan.read_seconds
     )?;
-    for query in queries() {
+    for (at, query) in queries().into_iter().enumerate() {
         let matches: u64 = psql_value(
             dsn,
             &format!("SELECT count(*) FROM events WHERE {}", query.condition),
@@ -253,9 +287,15 @@ fn measure_reads(
                 query.condition
             ),
         )?;
-        let mut ceiling_command = pgbench_command(dsn, &ceiling_script, 2, plan.read_seconds);
-        context.record(&ceiling_command);
-        let ceiling = run_pgbench(&mut ceiling_command)?;
+        let ceiling = match ceilings.and_then(|known| known.get(at)) {
+            Some(known) => *known,
+            None => {
+                let mut command = pgbench_command(dsn, &ceiling_script, 2, plan.read_seconds);
+                context.record(&command);
+                run_pgbench(&mut command)?
+            }
+        };
+        measured_ceilings.push(ceiling);
         let first_events = events_on_page(&first_url)?;
         let deep_events = events_on_page(&deep_url)?;
         let mut line = format!("{:<34} {matches:>8} matches:", query.label);
@@ -287,7 +327,7 @@ fn measure_reads(
     if failed > 0 {
         bail!("{failed} read runs had error responses");
     }
-    Ok(report)
+    Ok((report, measured_ceilings))
 }
 
 fn events_on_page(url: &str) -> anyhow::Result<usize> {
@@ -316,23 +356,30 @@ fn ingest_costs(context: &BenchEnvironment, plan: &SearchPlan) -> anyhow::Result
             .arg(&copy_file),
     )?;
     let script = varied_post_script(&context.directory)?;
-    let sets: [(&str, &str, &str); 6] = [
-        ("none", "", "false"),
-        ("application", "application", "false"),
-        ("kind", "kind", "false"),
-        ("time", "time", "false"),
+    // (label, B-tree indexes, the payload's GIN, sealing with its postings)
+    let sets: [(&str, &str, &str, bool); 7] = [
+        ("none", "", "false", false),
+        ("application", "application", "false", false),
+        ("kind", "kind", "false", false),
+        ("time", "time", "false", false),
         (
             "application + kind + time",
             "application,kind,time",
             "false",
+            false,
         ),
-        ("payload (GIN)", "", "true"),
+        ("payload (GIN)", "", "true", false),
+        ("sealing + search postings", "", "false", true),
     ];
     let mut rows = Vec::new();
-    for (label, indexes, payload) in sets {
+    for (label, indexes, payload, sealed) in sets {
         let copy = copy_with_indexes(context, &copy_file, plan.copy_rows, indexes, payload)?;
         let dsn = indexed_database(context, indexes, payload)?;
-        let config = write_server_config(context, &dsn, "off")?;
+        let config = if sealed {
+            sealing_server_config(context, &dsn)?
+        } else {
+            write_server_config(context, &dsn, "off")?
+        };
         let mut server = start_server(context, &config)?;
         let mut command = wrk_command(
             &format!("http://127.0.0.1:{PORT}/api/event"),
@@ -372,6 +419,44 @@ fn ingest_costs(context: &BenchEnvironment, plan: &SearchPlan) -> anyhow::Result
         )?;
     }
     Ok(report)
+}
+
+/// The bench's server config for `dsn`, sealing on without a key: the sealer writes
+/// the search postings, and signs nothing.
+fn sealing_server_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Result<PathBuf> {
+    let path = write_server_config(context, dsn, "off")?;
+    let mut text = std::fs::read_to_string(&path)?;
+    text.push_str("[integrity]\nenabled = true\n");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Waits until the postings hold every event of the table; the seconds it took.
+fn wait_for_postings(dsn: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let covered = psql_value(
+            dsn,
+            "SELECT coalesce((SELECT id_floor FROM search_postings_state \
+                 WHERE leaves = (SELECT size FROM tree_head)) \
+                 >= (SELECT max(id) FROM events), false)",
+        )?;
+        if covered == "t" {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(3600) {
+            bail!("the sealer did not post the table within an hour");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn postings_size(dsn: &str) -> anyhow::Result<String> {
+    psql_value(
+        dsn,
+        "SELECT count(*) || ' rows, ' || pg_size_pretty(pg_total_relation_size('search_postings')) \
+         FROM search_postings",
+    )
 }
 
 /// A fresh ingest database with `indexes` (and the payload's if `payload`) built.
@@ -459,19 +544,27 @@ fn varied_post_script(directory: &Path) -> anyhow::Result<PathBuf> {
 fn table_size(dsn: &str) -> anyhow::Result<String> {
     psql_value(
         dsn,
-        "SELECT pg_size_pretty(pg_table_size('events')) || ' table, ' || \
-         pg_size_pretty(pg_indexes_size('events')) || ' indexes'",
+        "SELECT pg_size_pretty(sum(pg_table_size(relid))) || ' table, ' || \
+         pg_size_pretty(sum(pg_indexes_size(relid))) || ' indexes' \
+         FROM pg_partition_tree('events')",
     )
 }
 
-fn index_size(dsn: &str, index: &str) -> anyhow::Result<String> {
-    let name = match index {
+fn index_name(index: &str) -> &'static str {
+    match index {
         "application" => "events_application_name_id",
         "kind" => "events_event_kind_id",
         _ => "events_event_ts_id",
-    };
+    }
+}
+
+fn index_size(dsn: &str, index: &str) -> anyhow::Result<String> {
+    let name = index_name(index);
     psql_value(
         dsn,
-        &format!("SELECT pg_size_pretty(pg_relation_size('{name}'))"),
+        &format!(
+            "SELECT pg_size_pretty(sum(pg_relation_size(relid))) \
+             FROM pg_partition_tree('{name}')"
+        ),
     )
 }

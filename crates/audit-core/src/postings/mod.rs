@@ -23,8 +23,8 @@ use crate::merkle::text_fingerprint;
 /// Most ids in one row: a row stays near 2 KiB, read whole by a page.
 pub const MAX_IDS: usize = 1024;
 
-/// A row's ids lie in `first_id..first_id + MAX_SPAN`: the rows that can hold an id
-/// are found by `first_id` alone (`read`).
+/// A row's ids lie in `first_id..first_id + MAX_SPAN`: where a page starts, the rows
+/// that can hold its first ids are found within this distance of it (`read`).
 pub const MAX_SPAN: i64 = 1 << 16;
 
 /// A row with fewer ids stays open in the sealer's memory and takes the next rounds'

@@ -1,7 +1,7 @@
 //! The reader's side: whether postings can serve a page, which ones, and the ids they
 //! name in a page's order ([`Candidates`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use tokio_postgres::types::ToSql;
 
@@ -23,19 +23,26 @@ const NARROW_DAYS: i64 = 2;
 /// densely, and a walk of the primary key fills a page sooner.
 const WIDE_DAYS: i64 = 62;
 
-/// Posting rows read at once, over all of a plan's keys (at least two a key).
-const ROWS_PER_READ: i64 = 32;
+/// Posting rows of a page's first read, over all of a plan's keys (at least two a
+/// key); each read after it takes four times as many, up to the most.
+const FIRST_ROWS: i64 = 4;
+const MAX_ROWS_PER_READ: i64 = 256;
 
-/// Each key's next rows (`$4` at most a key) past `$3`, in the walk's order.
-const ROWS_BELOW: &str = "SELECT k.key, p.first_id, p.ids FROM unnest($1::bigint[]) AS k (key) \
+/// Each key's next rows (`$4` at most a key) holding ids below `$5`, newest first:
+/// in the order of their last id, so that an id above the last one read is in no row
+/// still unread. `$3` is where the last read stopped (at first, `$5` plus the span).
+const ROWS_BELOW: &str = "SELECT k.key, p.last_id, p.first_id, p.ids \
+     FROM unnest($1::bigint[]) AS k (key) \
+     CROSS JOIN LATERAL ( \
+         SELECT first_id, last_id, ids FROM search_postings \
+         WHERE field = $2 AND key = k.key AND last_id < $3 AND first_id < $5 \
+         ORDER BY last_id DESC LIMIT $4) AS p";
+/// The same oldest first, for ids above `$5`: in the order of their first id.
+const ROWS_ABOVE: &str = "SELECT k.key, p.first_id, p.first_id, p.ids \
+     FROM unnest($1::bigint[]) AS k (key) \
      CROSS JOIN LATERAL ( \
          SELECT first_id, ids FROM search_postings \
-         WHERE field = $2 AND key = k.key AND first_id < $3 \
-         ORDER BY first_id DESC LIMIT $4) AS p";
-const ROWS_ABOVE: &str = "SELECT k.key, p.first_id, p.ids FROM unnest($1::bigint[]) AS k (key) \
-     CROSS JOIN LATERAL ( \
-         SELECT first_id, ids FROM search_postings \
-         WHERE field = $2 AND key = k.key AND first_id > $3 \
+         WHERE field = $2 AND key = k.key AND first_id > $3 AND last_id > $5 \
          ORDER BY first_id LIMIT $4) AS p";
 
 /// Every committed event with an id at or below this is in the postings (none when
@@ -99,8 +106,10 @@ pub struct Candidates {
     /// past each id handed out.
     low: i64,
     high: i64,
-    /// The `first_id` of the last row read: rows are read in the page's order of it.
+    /// Where the last read stopped: the last id of the last row read when walking
+    /// down, its first id when walking up (rows are read in that order).
     read_to: Option<i64>,
+    reads: u32,
     exhausted: bool,
     pending: BTreeSet<i64>,
 }
@@ -114,6 +123,7 @@ impl Candidates {
             low,
             high,
             read_to: None,
+            reads: 0,
             exhausted: false,
             pending: BTreeSet::new(),
         }
@@ -151,11 +161,8 @@ impl Candidates {
         match (self.exhausted, self.read_to, self.direction) {
             (true, _, _) => self.pending.len(),
             (false, None, _) => 0,
-            // An unread row starts below the last one read, so its ids are below
-            // that start plus the span.
-            (false, Some(start), Direction::Descending) => {
-                self.pending.range(start.saturating_add(MAX_SPAN)..).count()
-            }
+            // An unread row ends below the last one read.
+            (false, Some(end), Direction::Descending) => self.pending.range(end..).count(),
             // An unread row starts above the last one read.
             (false, Some(start), Direction::Ascending) => self.pending.range(..=start).count(),
         }
@@ -163,59 +170,69 @@ impl Candidates {
 
     /// Reads each key's next rows. What was read is a prefix of all the keys' rows in
     /// the walk's order up to the last row read of a key that may have more: the rows
-    /// past it are dropped (read again next time), so that no row is skipped.
+    /// past it are dropped (read again next time), so that no row is skipped. Each
+    /// read takes four times the rows of the one before: a page of a common key needs
+    /// two rows, one of a rare key or of several keys more.
     async fn read_rows(&mut self, client: &deadpool_postgres::Client) -> Result<(), StorageError> {
-        let (query, from) = match self.direction {
-            Direction::Descending => (ROWS_BELOW, self.read_to.unwrap_or(self.high)),
+        let (query, from, bound) = match self.direction {
+            Direction::Descending => (
+                ROWS_BELOW,
+                (self.read_to).unwrap_or(self.high.saturating_add(MAX_SPAN)),
+                self.high,
+            ),
             Direction::Ascending => (
                 ROWS_ABOVE,
                 (self.read_to).unwrap_or(self.low.saturating_sub(MAX_SPAN)),
+                self.low,
             ),
         };
+        let rows_wanted = (FIRST_ROWS << (2 * self.reads.min(4))).min(MAX_ROWS_PER_READ);
+        self.reads += 1;
         let keys = self.plan.keys.len().max(1) as i64;
-        let per_key = (ROWS_PER_READ / keys).max(2);
+        let per_key = (rows_wanted / keys).max(2);
         let statement = client.prepare_cached(query).await.map_err(classify)?;
         let field = self.plan.field.code();
-        let parameters: [&(dyn ToSql + Sync); 4] = [&self.plan.keys, &field, &from, &per_key];
+        let parameters: [&(dyn ToSql + Sync); 5] =
+            [&self.plan.keys, &field, &from, &per_key, &bound];
         let rows = client
             .query(&statement, &parameters)
             .await
             .map_err(classify)?;
-        let mut read: Vec<(i64, i64, &[u8])> = Vec::with_capacity(rows.len());
+        // (key, the walk's order, first id, ids)
+        let mut read: Vec<(i64, i64, i64, &[u8])> = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: i64 = row.try_get(0).map_err(classify)?;
             read.push((
-                key,
+                row.try_get(0).map_err(classify)?,
                 row.try_get(1).map_err(classify)?,
                 row.try_get(2).map_err(classify)?,
+                row.try_get(3).map_err(classify)?,
             ));
         }
-        // In the walk's order of `first_id`, and where the prefix ends.
         let descending = self.direction == Direction::Descending;
-        read.sort_unstable_by_key(|(_, first_id, _)| *first_id);
+        read.sort_unstable_by_key(|(_, order, _, _)| *order);
         if descending {
             read.reverse();
         }
-        let mut last_of_key: std::collections::HashMap<i64, (usize, i64)> = Default::default();
-        for (key, first_id, _) in &read {
-            let entry = last_of_key.entry(*key).or_insert((0, *first_id));
-            *entry = (entry.0 + 1, *first_id);
+        let mut last_of_key: HashMap<i64, (i64, i64)> = HashMap::new();
+        for (key, order, _, _) in &read {
+            let entry = last_of_key.entry(*key).or_insert((0, *order));
+            *entry = (entry.0 + 1, *order);
         }
         let prefix_end = (last_of_key.values())
-            .filter(|(count, _)| *count as i64 >= per_key)
-            .map(|(_, first_id)| *first_id)
+            .filter(|(count, _)| *count >= per_key)
+            .map(|(_, order)| *order)
             .reduce(|a, b| if descending { a.max(b) } else { a.min(b) });
         if let Some(end) = prefix_end {
-            read.retain(|(_, first_id, _)| {
+            read.retain(|(_, order, _, _)| {
                 if descending {
-                    *first_id >= end
+                    *order >= end
                 } else {
-                    *first_id <= end
+                    *order <= end
                 }
             });
         }
         let (low, high) = (self.low, self.high);
-        for (_, first_id, ids) in &read {
+        for (_, order, first_id, ids) in &read {
             let pending = &mut self.pending;
             decode(*first_id, ids, |id| {
                 if low < id && id < high {
@@ -223,7 +240,7 @@ impl Candidates {
                 }
             })
             .ok_or_else(|| StorageError::unavailable("a torn search posting"))?;
-            self.read_to = Some(*first_id);
+            self.read_to = Some(*order);
         }
         let past_the_range = match (self.direction, self.read_to) {
             (Direction::Ascending, Some(start)) => start >= high,
