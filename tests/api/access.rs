@@ -690,3 +690,29 @@ async fn with_the_index_a_scoped_readers_pages_are_full() {
         .collect();
     assert_eq!(seen, expected);
 }
+
+/// Sealing on, no index: the sealer's search postings fill a scoped reader's pages.
+#[tokio::test]
+async fn with_sealing_a_scoped_readers_pages_are_full_from_the_search_postings() {
+    let app = spawn_app_with_tokens(|settings| {
+        settings.search.max_scan_rows = 10;
+        settings.integrity.enabled = Some(true);
+        settings.integrity.seal_interval_ms = 20;
+    })
+    .await;
+    let writer = app.writer_of("writer", &["*"]).await;
+    let reader = app.reader_of("reader-c", &["c", "x"]).await;
+    let expected = post_with_rare_c(&app, &writer).await;
+    crate::postings::wait_for_postings(&app.database).await;
+    let indexes = app.state.runtime().repository.search_indexes();
+    assert!(!indexes.contains(SearchIndex::Application));
+
+    let pages = pages_as(&app, &reader, 3).await;
+
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 1]);
+    let seen: Vec<u64> = (pages.iter().flatten())
+        .map(|item| item["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, expected);
+}

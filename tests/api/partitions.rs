@@ -272,6 +272,17 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
     })
     .await;
 
+    // Search postings (as a sealer would write them): of a dropped partition's ids
+    // only, and of ids on both sides of the last drop.
+    let client = app.database.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO search_postings (field, key, first_id, last_id, ids) VALUES \
+             (1, 7, 1000001, 1000009, '\\x0008'), (1, 7, 1000015, 1000025, '\\x000a')",
+        )
+        .await
+        .unwrap();
+
     // The hold lifted by a reload: the two expired partitions go, nothing else.
     let response = app
         .reload_with(|settings| settings.retention.hold = false)
@@ -283,6 +294,15 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
         .column("SELECT name FROM event_partitions WHERE dropped_at IS NOT NULL ORDER BY name")
         .await;
     assert_eq!(dropped, ["events_from_1000001", "events_from_1000011"]);
+    let postings: Vec<i64> = app
+        .database
+        .column("SELECT first_id FROM search_postings")
+        .await;
+    assert_eq!(
+        postings,
+        [1_000_015],
+        "the dropped ids' postings go, no others"
+    );
     for name in &dropped {
         let gone: Vec<bool> = app
             .database

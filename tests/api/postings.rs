@@ -32,7 +32,7 @@ async fn sealing_app() -> Arc<TestApp> {
 }
 
 /// Waits until the postings hold every event written so far.
-async fn wait_for_postings(database: &TestDatabase) {
+pub(crate) async fn wait_for_postings(database: &TestDatabase) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let covered: Vec<bool> = database

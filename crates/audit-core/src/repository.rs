@@ -267,6 +267,21 @@ impl EventRepository {
         let indexed = self.search_indexes().contains(SearchIndex::Application);
         bounded(client, self.deadline, timed_out, async |client| {
             if let (Applications::Only(applications), false) = (scope, indexed) {
+                let everything = EventFilter::default();
+                if let Some(values) = FilterValues::new(Some(applications), &everything)
+                    && let Some(plan) = PostingPlan::for_filter(Some(applications), &everything)
+                    && let Some(floor) = postings::usable_floor(client).await?
+                {
+                    let page = FilteredPage {
+                        values: &values,
+                        direction: Direction::Descending,
+                        token: below,
+                        limit,
+                        max_scan_rows,
+                    };
+                    let sealed = SealedPostings { plan, floor };
+                    return read_with_postings(client, page, sealed, accept).await;
+                }
                 return read_scanned(client, applications, below, limit, max_scan_rows, accept)
                     .await;
             }

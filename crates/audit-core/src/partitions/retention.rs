@@ -4,7 +4,8 @@
 //! A drop is three steps, each recorded so that a later round finishes one cut short:
 //! detach (`CONCURRENTLY`, so writers never wait for it), then in one transaction the
 //! `PartitionDropped` event (in the log itself, and so sealed: the verifier trusts the
-//! ranges it names) with the marking of the partition as dropped, then `DROP TABLE`.
+//! ranges it names) with the marking of the partition as dropped and the removal of
+//! its search postings, then `DROP TABLE`.
 
 use std::time::Duration;
 
@@ -83,6 +84,15 @@ async fn drop_partition(
         .execute(
             "UPDATE event_partitions SET dropped_at = now(), dropped_events = $2 WHERE name = $1",
             &[&partition.name, &partition.events],
+        )
+        .await
+        .map_err(classify)?;
+    // The search postings of its ids only: a row that also holds ids of a partition
+    // kept stays (its dropped ids are candidates no row answers, never wrong).
+    transaction
+        .execute(
+            "DELETE FROM search_postings WHERE first_id >= $1 AND last_id < $2",
+            &[&partition.first_id, &partition.end_id],
         )
         .await
         .map_err(classify)?;

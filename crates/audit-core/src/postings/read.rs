@@ -12,9 +12,10 @@ use crate::merkle::unix_micros;
 use crate::storage_error::{StorageError, classify};
 
 /// The id floor of the postings when they hold every sealed leaf (none while the
-/// sealer is still writing those of a tree older than them).
+/// sealer is still writing those of a tree older than them, and none before it sealed
+/// anything: with sealing off, pages read as they would without postings).
 const USABLE_FLOOR: &str = "SELECT id_floor FROM search_postings_state \
-     WHERE leaves = coalesce((SELECT size FROM tree_head), 0)";
+     WHERE leaves = coalesce((SELECT size FROM tree_head), 0) AND id_floor > 0";
 
 /// A window of at most this many days is read through its days' postings before any
 /// other condition's (a day holds fewer events than an application, as a rule).
