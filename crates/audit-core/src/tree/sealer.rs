@@ -38,6 +38,10 @@ const TILES_PER_WRITE: usize = 512;
 /// round).
 const POSTINGS_CATCH_UP: u64 = 1 << 18;
 
+/// A round that wrote this many posting rows (the first over an existing table, or a
+/// catch-up) has the postings analyzed after it commits.
+const ANALYZE_AFTER_POSTINGS: usize = 10_000;
+
 /// Leaves given to the postings at once in a round that seals many.
 const POSTINGS_STEP: usize = 1 << 16;
 
@@ -343,6 +347,13 @@ impl Sealer {
         transaction.commit().await.map_err(classify)?;
         self.state = state;
         report.size = size;
+        if postings.len() >= ANALYZE_AFTER_POSTINGS {
+            // Autovacuum would analyze the table a minute or so later; until then the
+            // planner, which knew it empty, reads a key's every row to sort them.
+            if let Err(error) = self.client.batch_execute("ANALYZE search_postings").await {
+                tracing::warn!(%error, "could not analyze the search postings");
+            }
+        }
         Ok(report)
     }
 
