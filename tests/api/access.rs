@@ -681,14 +681,7 @@ async fn with_the_index_a_scoped_readers_pages_are_full() {
     let expected = post_with_rare_c(&app, &writer).await;
     app.build_search_indexes(&[SearchIndex::Application]).await;
 
-    let pages = pages_as(&app, &reader, 3).await;
-
-    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
-    assert_eq!(sizes, [3, 1]);
-    let seen: Vec<u64> = (pages.iter().flatten())
-        .map(|item| item["payload"]["n"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seen, expected);
+    assert_full_pages_of_c(&app, &reader, &expected).await;
 }
 
 /// Sealing on, no index: the sealer's search postings fill a scoped reader's pages.
@@ -707,7 +700,12 @@ async fn with_sealing_a_scoped_readers_pages_are_full_from_the_search_postings()
     let indexes = app.state.runtime().repository.search_indexes();
     assert!(!indexes.contains(SearchIndex::Application));
 
-    let pages = pages_as(&app, &reader, 3).await;
+    assert_full_pages_of_c(&app, &reader, &expected).await;
+}
+
+/// Pages of 3 of the four `c` events: full ones, then the last one.
+async fn assert_full_pages_of_c(app: &TestApp, reader: &str, expected: &[u64]) {
+    let pages = pages_as(app, reader, 3).await;
 
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [3, 1]);

@@ -428,13 +428,7 @@ async fn read_with_postings(
     sealed: SealedPostings,
     accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
 ) -> Result<PageEnd, StorageError> {
-    let FilteredPage {
-        values,
-        direction,
-        token,
-        limit,
-        max_scan_rows,
-    } = page;
+    let (values, direction, token, limit) = (page.values, page.direction, page.token, page.limit);
     let handed = Cell::new(0i64);
     let mut accept = at_most(limit, accept);
     let mut counted = |event: StoredEvent<'_>| {
@@ -442,7 +436,7 @@ async fn read_with_postings(
         accept(event)
     };
     let floor = sealed.floor;
-    let mut budget = max_scan_rows.max(1);
+    let mut budget = page.max_scan_rows.max(1);
     if direction == Direction::Descending && token.is_none_or(|token| token > floor + 1) {
         let unsealed = unsealed_ids(client, floor).await?;
         if let Some(window) = ScanWindow::after(direction, token, unsealed, budget) {
