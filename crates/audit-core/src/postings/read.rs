@@ -25,9 +25,11 @@ const NARROW_DAYS: i64 = 2;
 const WIDE_DAYS: i64 = 62;
 
 /// Posting rows of a page's first read, over all of a plan's keys (at least two a
-/// key); each read after it takes four times as many, up to the most.
+/// key); each read after it takes four times as many, up to the most. The most
+/// bounds a page's memory: a row holds at most `MAX_IDS` ids, so a read decodes at
+/// most 64 Ki ids (about a megabyte) for a plan of up to 32 keys.
 const FIRST_ROWS: i64 = 4;
-const MAX_ROWS_PER_READ: i64 = 256;
+const MAX_ROWS_PER_READ: i64 = 64;
 
 /// Each key's next rows (`$4` at most a key) holding ids below `$5`, newest first:
 /// in the order of their last id, so that an id above the last one read is in no row
