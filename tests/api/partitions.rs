@@ -272,8 +272,8 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
     })
     .await;
 
-    // Search postings (as a sealer would write them): of a dropped partition's ids
-    // only, and of ids on both sides of the last drop.
+    // Search postings beside the writers' (key 7, no application's): of a dropped
+    // partition's ids only, and of ids on both sides of the last drop.
     let client = app.database.client().await;
     client
         .batch_execute(
@@ -296,12 +296,23 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
     assert_eq!(dropped, ["events_from_1000001", "events_from_1000011"]);
     let postings: Vec<i64> = app
         .database
-        .column("SELECT first_id FROM search_postings")
+        .column("SELECT first_id FROM search_postings WHERE key = 7")
         .await;
     assert_eq!(
         postings,
         [1_000_015],
         "the dropped ids' postings go, no others"
+    );
+    let writers: Vec<i64> = app
+        .database
+        .column(
+            "SELECT count(*) FILTER (WHERE first_id < 1000021) * 1000 + count(*) \
+             FROM search_postings WHERE key <> 7",
+        )
+        .await;
+    assert!(
+        writers[0] > 0 && writers[0] < 1000,
+        "the writers' postings of kept events stay, of dropped ones go: {writers:?}"
     );
     for name in &dropped {
         let gone: Vec<bool> = app

@@ -16,7 +16,7 @@ use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
-use crate::postings::{self, Candidates, PostingPlan};
+use crate::postings::{self, Candidates, Coverage, PostingPlan};
 use crate::replicas::Replicas;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
@@ -121,7 +121,7 @@ const PAGE_ABOVE: &str = "SELECT id, event_ts, application_name, event_kind, pay
 /// The ids a filtered page's window is cut from.
 const ID_BOUNDS: &str = "SELECT min(id), max(id) FROM events";
 /// The ids above the postings' floor, which a page walks without them.
-const UNSEALED_IDS: &str = "SELECT min(id), max(id) FROM events WHERE id > $1";
+const UNPOSTED_IDS: &str = "SELECT min(id), max(id) FROM events WHERE id > $1";
 
 /// Where a read ended, besides the rows handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -225,6 +225,15 @@ impl EventRepository {
         Ok(found)
     }
 
+    /// One step of the search postings' backfill ([`postings::backfill`]).
+    pub async fn backfill_postings(&self) -> Result<postings::Backfilled, StorageError> {
+        let client = connection_from(&self.pools.current()).await?;
+        bounded(client, self.deadline, timed_out, async |client| {
+            postings::backfill(client).await
+        })
+        .await
+    }
+
     /// The calling thread's pool: its connections' I/O runs on this thread.
     pub fn pool(&self) -> Pool {
         self.pools.current()
@@ -270,7 +279,7 @@ impl EventRepository {
                 let everything = EventFilter::default();
                 if let Some(values) = FilterValues::new(Some(applications), &everything)
                     && let Some(plan) = PostingPlan::for_filter(Some(applications), &everything)
-                    && let Some(floor) = postings::usable_floor(client).await?
+                    && let Some(posted_to) = posted_to(client).await?
                 {
                     let page = FilteredPage {
                         values: &values,
@@ -279,8 +288,8 @@ impl EventRepository {
                         limit,
                         max_scan_rows,
                     };
-                    let sealed = SealedPostings { plan, floor };
-                    return read_with_postings(client, page, sealed, accept).await;
+                    let posted = Postings { plan, posted_to };
+                    return read_with_postings(client, page, posted, accept).await;
                 }
                 return read_scanned(client, applications, below, limit, max_scan_rows, accept)
                     .await;
@@ -371,10 +380,10 @@ impl EventRepository {
                 return read_indexed(client, values, direction, token, limit, accept).await;
             }
             if let Some(plan) = PostingPlan::for_filter(values.applications, values.filter)
-                && let Some(floor) = postings::usable_floor(client).await?
+                && let Some(posted_to) = posted_to(client).await?
             {
-                let sealed = SealedPostings { plan, floor };
-                return read_with_postings(client, page, sealed, accept).await;
+                let posted = Postings { plan, posted_to };
+                return read_with_postings(client, page, posted, accept).await;
             }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
             let lowest: Option<i64> = row.try_get(0).map_err(classify)?;
@@ -408,10 +417,23 @@ struct FilteredPage<'a> {
     max_scan_rows: i64,
 }
 
-/// The postings a page reads, and the id floor up to which they hold every event.
-struct SealedPostings {
+/// The postings a page reads, and the id up to which they hold every event (none:
+/// they hold every one).
+struct Postings {
     plan: PostingPlan,
-    floor: i64,
+    posted_to: Option<i64>,
+}
+
+/// How far a page may rely on the postings: none when not at all, `Some(None)` for
+/// every event.
+async fn posted_to(
+    client: &deadpool_postgres::Client,
+) -> Result<Option<Option<i64>>, StorageError> {
+    Ok(match postings::coverage(client).await? {
+        Coverage::Complete => Some(None),
+        Coverage::UpTo(floor) => Some(Some(floor)),
+        Coverage::Unknown => None,
+    })
 }
 
 /// Candidates examined by the first read of a page's postings, after which each read
@@ -419,13 +441,14 @@ struct SealedPostings {
 /// once, one they narrow less (a day and an application) soon.
 const FIRST_CANDIDATES: i64 = 16;
 
-/// A filtered page through the search postings: the ids above their floor (not all
-/// sealed yet) by a walk of the primary key, those at or below it through the
-/// postings, in the page's order; at most `max_scan_rows` ids looked at in all.
+/// A filtered page through the search postings, in the page's order: the ids above
+/// the floor up to which they hold every event (when there is one) by a walk of the
+/// primary key, those at or below it through the postings; at most `max_scan_rows`
+/// ids looked at in all.
 async fn read_with_postings(
     client: &deadpool_postgres::Client,
     page: FilteredPage<'_>,
-    sealed: SealedPostings,
+    posted: Postings,
     accept: impl FnMut(StoredEvent<'_>) -> ControlFlow<()>,
 ) -> Result<PageEnd, StorageError> {
     let (values, direction, token, limit) = (page.values, page.direction, page.token, page.limit);
@@ -435,11 +458,12 @@ async fn read_with_postings(
         handed.set(handed.get() + 1);
         accept(event)
     };
-    let floor = sealed.floor;
     let mut budget = page.max_scan_rows.max(1);
-    if direction == Direction::Descending && token.is_none_or(|token| token > floor + 1) {
-        let unsealed = unsealed_ids(client, floor).await?;
-        if let Some(window) = ScanWindow::after(direction, token, unsealed, budget) {
+    if let (Direction::Descending, Some(floor)) = (direction, posted.posted_to)
+        && token.is_none_or(|token| token > floor + 1)
+    {
+        let unposted = unposted_ids(client, floor).await?;
+        if let Some(window) = ScanWindow::after(direction, token, unposted, budget) {
             let window = ScanWindow {
                 low: window.low.max(floor + 1),
                 ..window
@@ -451,11 +475,12 @@ async fn read_with_postings(
             budget -= window.high - window.low + 1;
         }
     }
+    let above = (posted.posted_to).map_or(i64::MAX, |floor| floor + 1);
     let (low, high) = match direction {
-        Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(floor + 1)),
-        Direction::Ascending => (token.unwrap_or(i64::MIN), floor + 1),
+        Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(above)),
+        Direction::Ascending => (token.unwrap_or(i64::MIN), above),
     };
-    let mut candidates = Candidates::new(sealed.plan, direction, low, high);
+    let mut candidates = Candidates::new(posted.plan, direction, low, high);
     let mut wanted = FIRST_CANDIDATES;
     let mut examined = None;
     if low < high - 1 {
@@ -488,17 +513,20 @@ async fn read_with_postings(
             wanted = wanted.saturating_mul(4);
         }
     }
-    if direction == Direction::Descending {
+    let Some(floor) = posted
+        .posted_to
+        .filter(|_| direction == Direction::Ascending)
+    else {
         return Ok(PageEnd::default());
-    }
+    };
     if budget <= 0 {
         return Ok(PageEnd {
             continue_at: Some(low.max(floor)),
         });
     }
-    let unsealed = unsealed_ids(client, floor).await?;
+    let unposted = unposted_ids(client, floor).await?;
     let from = token.unwrap_or(i64::MIN).max(floor);
-    let Some(window) = ScanWindow::after(direction, Some(from), unsealed, budget) else {
+    let Some(window) = ScanWindow::after(direction, Some(from), unposted, budget) else {
         return Ok(PageEnd::default());
     };
     read_window(
@@ -513,12 +541,12 @@ async fn read_with_postings(
 }
 
 /// The first and last id above the postings' `floor` (none when there is none).
-async fn unsealed_ids(
+async fn unposted_ids(
     client: &deadpool_postgres::Client,
     floor: i64,
 ) -> Result<Option<(i64, i64)>, StorageError> {
     let statement = client
-        .prepare_cached(UNSEALED_IDS)
+        .prepare_cached(UNPOSTED_IDS)
         .await
         .map_err(classify)?;
     let row = client

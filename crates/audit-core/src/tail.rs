@@ -15,10 +15,12 @@ use crate::filter::EventFilter;
 use crate::merkle::text_fingerprint;
 use crate::repository::{FilterValues, SELECT_EVENTS_WHERE, stored_event_from_row};
 use crate::storage_error::{StorageError, classify};
-use crate::tree::records::{LEAF_RECORDS, LeafRecord};
+use crate::tree::records::LeafRecord;
 use crate::tree::tiles::TILE_WIDTH;
 
 const TREE_SIZE: &str = "SELECT coalesce((SELECT size FROM tree_head), 0)";
+const LEAF_RECORDS: &str =
+    "SELECT tile, records FROM tree_leaves WHERE tile BETWEEN $1 AND $2 ORDER BY tile";
 
 /// Sealed events from a position on, each with its position.
 #[derive(Debug, Default)]

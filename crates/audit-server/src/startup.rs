@@ -11,6 +11,7 @@ use anyhow::Context;
 use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
+use audit_core::postings::Backfilled;
 use audit_core::storage_error::cause_chain;
 use audit_core::tree::Signing;
 use socket2::{Domain, Socket, Type};
@@ -32,6 +33,7 @@ const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the server checks whether the optional index of scoped reads exists.
 const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const BACKFILL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -134,6 +136,7 @@ impl Application {
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
+        let backfill = tokio::spawn(backfill_postings_periodically(self.state.clone()));
         let partitions = tokio::spawn(partitions::keep_partitions(self.state.clone()));
         let replicas = tokio::spawn(replicas::probe_replicas_periodically(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
@@ -155,6 +158,7 @@ impl Application {
         upkeep.abort();
         tokens.abort();
         index.abort();
+        backfill.abort();
         partitions.abort();
         replicas.abort();
         result
@@ -227,6 +231,29 @@ async fn detect_search_indexes_periodically(state: web::Data<AppState>) {
                 "filtered reads whose every condition has one of these indexes read through \
                  them; others scan a bounded range of ids"
             );
+        }
+    }
+}
+
+/// Posts the events no writer posted (`audit_core::postings::backfill`): a step at
+/// once after another that posted, otherwise one a second.
+async fn backfill_postings_periodically(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(BACKFILL_INTERVAL);
+    loop {
+        interval.tick().await;
+        let repository = state.runtime().repository.clone();
+        loop {
+            match repository.backfill_postings().await {
+                Ok(Backfilled::PostedTo(_)) => continue,
+                Ok(Backfilled::Complete | Backfilled::Waiting) => break,
+                Err(error) => {
+                    tracing::warn!(
+                        error = %cause_chain(&error),
+                        "could not backfill the search postings"
+                    );
+                    break;
+                }
+            }
         }
     }
 }

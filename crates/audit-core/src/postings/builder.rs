@@ -1,95 +1,92 @@
-//! The sealer's side: the rows of a round's sealed leaves, and their write.
+//! The writing side: the rows of a set of events (a writer's group, a backfill step),
+//! ready to be inserted with one statement.
 
 use std::collections::HashMap;
 
-use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use super::ids::encode;
-use super::{Field, MAX_IDS, MAX_SPAN, OPEN_BELOW, day_key, fingerprint_key};
-use crate::storage_error::{StorageError, classify};
-use crate::tree::records::LeafRecord;
+use super::{Field, MAX_IDS, MAX_SPAN, bytes_key, day_key};
 
-/// Keys with an open row kept at most: past it the open rows are forgotten (they are
-/// written; their keys' next ids start new rows), so that a flood of distinct names
-/// cannot grow the sealer's memory.
-const MAX_OPEN_KEYS: usize = 4096;
+/// Inserts [`PostingRows`] ([`PostingRows::parameters`]).
+pub const INSERT_POSTINGS: &str = "INSERT INTO search_postings (field, key, first_id, last_id, ids) \
+     SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])";
 
-/// One row to write (insert, or replace the open row it continues).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PostingRow {
-    pub field: Field,
-    pub key: i64,
-    pub first_id: i64,
-    pub last_id: i64,
-    pub ids: Vec<u8>,
+/// Gathers the ids of each key, event by event.
+#[derive(Debug, Default)]
+pub struct PostingCollector {
+    by_key: HashMap<(Field, i64), Vec<i64>>,
 }
 
-/// Turns sealed leaves into rows, keeping each key's last row open while it is small.
-#[derive(Clone, Debug, Default)]
-pub struct PostingBuilder {
-    open: HashMap<(Field, i64), Vec<i64>>,
-}
+impl PostingCollector {
+    /// One event: its id, the UTF-8 bytes of its application and kind, and its
+    /// `event_ts` in microseconds since 1970.
+    pub fn push(&mut self, id: i64, application: &[u8], kind: &[u8], event_ts_micros: i64) {
+        for key in [
+            (Field::Application, bytes_key(application)),
+            (Field::Kind, bytes_key(kind)),
+            (Field::Day, day_key(event_ts_micros)),
+        ] {
+            self.by_key.entry(key).or_default().push(id);
+        }
+    }
 
-impl PostingBuilder {
-    /// The rows that `records` add or change.
-    pub fn add<'a>(
-        &mut self,
-        records: impl IntoIterator<Item = &'a LeafRecord>,
-    ) -> Vec<PostingRow> {
-        let mut by_key: HashMap<(Field, i64), Vec<i64>> = HashMap::new();
-        for record in records {
-            let [application, kind, _, _] = record.fingerprints;
-            for key in [
-                (Field::Application, fingerprint_key(application)),
-                (Field::Kind, fingerprint_key(kind)),
-                (Field::Day, day_key(record.event_ts_micros)),
-            ] {
-                by_key.entry(key).or_default().push(record.id);
-            }
-        }
-        if self.open.len() + by_key.len() > MAX_OPEN_KEYS {
-            self.open.clear();
-        }
-        let mut rows = Vec::new();
-        for ((field, key), mut ids) in by_key {
+    /// The rows of every event pushed: each key's ids ascending, cut into rows of at
+    /// most [`MAX_IDS`] spanning less than [`MAX_SPAN`].
+    pub fn into_rows(self) -> PostingRows {
+        let mut rows = PostingRows::default();
+        for ((field, key), mut ids) in self.by_key {
             ids.sort_unstable();
             ids.dedup();
-            let open = self.open.remove(&(field, key)).unwrap_or_default();
-            // Ids below the open row's last (a transaction that committed late) make
-            // rows of their own: a row only ever grows at its end.
-            let split = open
-                .last()
-                .map_or(0, |last| ids.partition_point(|id| id <= last));
-            let (late, next) = ids.split_at(split);
-            let mut push = |piece: &[i64]| rows.push(row_of(field, key, piece));
-            pieces(late).for_each(&mut push);
-            if next.is_empty() {
-                self.open.insert((field, key), open);
-                continue;
-            }
-            let mut joined = open;
-            joined.extend_from_slice(next);
-            let mut last = None;
-            for piece in pieces(&joined) {
-                push(piece);
-                last = Some(piece);
-            }
-            if let Some(last) = last.filter(|last| last.len() < OPEN_BELOW) {
-                self.open.insert((field, key), last.to_vec());
+            for piece in pieces(&ids) {
+                let first_id = piece[0];
+                rows.fields.push(field.code());
+                rows.keys.push(key);
+                rows.first_ids.push(first_id);
+                rows.last_ids.push(piece[piece.len() - 1]);
+                rows.ids.push(encode(first_id, piece));
             }
         }
         rows
     }
 }
 
-fn row_of(field: Field, key: i64, ids: &[i64]) -> PostingRow {
-    let first_id = ids[0];
-    PostingRow {
-        field,
-        key,
-        first_id,
-        last_id: ids[ids.len() - 1],
-        ids: encode(first_id, ids),
+/// Posting rows as the columns [`INSERT_POSTINGS`] takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostingRows {
+    fields: Vec<i16>,
+    keys: Vec<i64>,
+    first_ids: Vec<i64>,
+    last_ids: Vec<i64>,
+    ids: Vec<Vec<u8>>,
+}
+
+impl PostingRows {
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The parameters of [`INSERT_POSTINGS`].
+    pub fn parameters(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.fields,
+            &self.keys,
+            &self.first_ids,
+            &self.last_ids,
+            &self.ids,
+        ]
+    }
+
+    /// Each row's field code, key and ids.
+    pub fn rows(&self) -> impl Iterator<Item = (i16, i64, Vec<i64>)> + '_ {
+        (0..self.len()).map(|at| {
+            let ids = super::ids_of(self.first_ids[at], &self.ids[at]).unwrap_or_default();
+            (self.fields[at], self.keys[at], ids)
+        })
     }
 }
 
@@ -106,139 +103,66 @@ fn pieces(ids: &[i64]) -> impl Iterator<Item = &[i64]> {
     })
 }
 
-/// Writes `rows` and how far the postings now reach: the leaves `0..leaves` are in
-/// them, and every committed event with an id up to `id_floor` is sealed.
-pub async fn write_postings(
-    client: &impl GenericClient,
-    rows: &[PostingRow],
-    leaves: i64,
-    id_floor: i64,
-) -> Result<(), StorageError> {
-    // A row rewritten twice in one round (an open row that grew in two steps) is
-    // written once, as it ended: one statement may not change a row twice.
-    let mut latest: HashMap<(Field, i64, i64), &PostingRow> = HashMap::new();
-    for row in rows {
-        latest.insert((row.field, row.key, row.first_id), row);
-    }
-    let rows: Vec<&PostingRow> = latest.into_values().collect();
-    if !rows.is_empty() {
-        let fields: Vec<i16> = rows.iter().map(|row| row.field.code()).collect();
-        let keys: Vec<i64> = rows.iter().map(|row| row.key).collect();
-        let firsts: Vec<i64> = rows.iter().map(|row| row.first_id).collect();
-        let lasts: Vec<i64> = rows.iter().map(|row| row.last_id).collect();
-        let ids: Vec<&[u8]> = rows.iter().map(|row| row.ids.as_slice()).collect();
-        client
-            .execute(
-                "INSERT INTO search_postings (field, key, first_id, last_id, ids) \
-                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bigint[], \
-                     $4::bigint[], $5::bytea[]) \
-                 ON CONFLICT (field, key, first_id) DO UPDATE \
-                     SET last_id = excluded.last_id, ids = excluded.ids",
-                &[&fields, &keys, &firsts, &lasts, &ids],
-            )
-            .await
-            .map_err(classify)?;
-    }
-    client
-        .execute(
-            "UPDATE search_postings_state SET leaves = $1, id_floor = $2",
-            &[&leaves, &id_floor],
-        )
-        .await
-        .map_err(classify)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merkle::text_fingerprint;
-    use crate::postings::ids::decode;
+    use crate::postings::text_key;
 
-    fn record(id: i64, application: &str, day: i64) -> LeafRecord {
-        LeafRecord {
-            id,
-            event_ts_micros: day * 86_400_000_000 + 5,
-            fingerprints: [
-                text_fingerprint(application),
-                text_fingerprint("Kind"),
-                [0; 4],
-                [0; 4],
-            ],
-        }
-    }
+    const DAY: i64 = 86_400_000_000;
 
-    fn ids_of(row: &PostingRow) -> Vec<i64> {
-        let mut ids = Vec::new();
-        decode(row.first_id, &row.ids, |id| ids.push(id)).unwrap();
-        ids
-    }
-
-    fn rows_of(rows: &[PostingRow], field: Field, key: i64) -> Vec<Vec<i64>> {
-        let mut found: Vec<&PostingRow> = (rows.iter())
-            .filter(|row| row.field == field && row.key == key)
+    fn rows_of(rows: &PostingRows, field: Field, key: i64) -> Vec<Vec<i64>> {
+        let mut found: Vec<Vec<i64>> = (rows.rows())
+            .filter(|(code, row_key, _)| *code == field.code() && *row_key == key)
+            .map(|(_, _, ids)| ids)
             .collect();
-        found.sort_by_key(|row| row.first_id);
-        found.into_iter().map(ids_of).collect()
+        found.sort();
+        found
     }
 
     #[test]
-    fn each_key_gets_its_ids_and_a_small_row_grows_over_rounds() {
-        let mut builder = PostingBuilder::default();
-        let app = crate::postings::text_key("billing");
-        let first = builder.add(&[record(1, "billing", 3), record(2, "login", 3)]);
-        assert_eq!(rows_of(&first, Field::Application, app), vec![vec![1]]);
-        assert_eq!(rows_of(&first, Field::Day, 3), vec![vec![1, 2]]);
-        // The open row is rewritten whole, under the same first id.
-        let second = builder.add(&[record(7, "billing", 4)]);
-        assert_eq!(rows_of(&second, Field::Application, app), vec![vec![1, 7]]);
-        assert_eq!(rows_of(&second, Field::Day, 4), vec![vec![7]]);
-        assert!(rows_of(&second, Field::Day, 3).is_empty());
-    }
+    fn each_key_gets_its_events_ids_ascending() {
+        let mut collector = PostingCollector::default();
+        collector.push(9, b"billing", b"Refund", 3 * DAY + 5);
+        collector.push(2, b"login", b"Refund", 3 * DAY);
+        collector.push(4, b"billing", b"Login", 4 * DAY - 1);
+        let rows = collector.into_rows();
 
-    #[test]
-    fn an_id_below_the_open_row_makes_a_row_of_its_own() {
-        let mut builder = PostingBuilder::default();
-        let app = crate::postings::text_key("billing");
-        builder.add(&[record(10, "billing", 1), record(20, "billing", 1)]);
-        let rows = builder.add(&[record(15, "billing", 1), record(30, "billing", 1)]);
         assert_eq!(
-            rows_of(&rows, Field::Application, app),
-            vec![vec![10, 20, 30], vec![15]]
+            rows_of(&rows, Field::Application, text_key("billing")),
+            vec![vec![4, 9]]
         );
+        assert_eq!(
+            rows_of(&rows, Field::Application, text_key("login")),
+            vec![vec![2]]
+        );
+        assert_eq!(
+            rows_of(&rows, Field::Kind, text_key("Refund")),
+            vec![vec![2, 9]]
+        );
+        assert_eq!(rows_of(&rows, Field::Day, 3), vec![vec![2, 4, 9]]);
+        assert_eq!(rows.len(), 5);
     }
 
     #[test]
     fn rows_are_cut_by_count_and_span() {
-        let mut builder = PostingBuilder::default();
-        let app = crate::postings::text_key("billing");
-        let many: Vec<LeafRecord> = (0..2500).map(|id| record(id, "billing", 1)).collect();
-        let rows = builder.add(&many);
-        let sizes: Vec<usize> = (rows_of(&rows, Field::Application, app).iter())
+        let mut collector = PostingCollector::default();
+        for id in 0..2500 {
+            collector.push(id, b"billing", b"Kind", DAY);
+        }
+        let rows = collector.into_rows();
+        let sizes: Vec<usize> = (rows_of(&rows, Field::Application, text_key("billing")).iter())
             .map(Vec::len)
             .collect();
         assert_eq!(sizes, vec![MAX_IDS, MAX_IDS, 2500 - 2 * MAX_IDS]);
-        let far = [
-            record(0, "x", 9),
-            record(MAX_SPAN - 1, "x", 9),
-            record(MAX_SPAN, "x", 9),
-        ];
-        let rows = builder.add(&far);
+
+        let mut collector = PostingCollector::default();
+        for id in [0, MAX_SPAN - 1, MAX_SPAN] {
+            collector.push(id, b"x", b"Kind", DAY);
+        }
+        let rows = collector.into_rows();
         assert_eq!(
-            rows_of(&rows, Field::Application, crate::postings::text_key("x")),
+            rows_of(&rows, Field::Application, text_key("x")),
             vec![vec![0, MAX_SPAN - 1], vec![MAX_SPAN]]
         );
-    }
-
-    #[test]
-    fn a_row_that_reached_its_size_is_closed() {
-        let mut builder = PostingBuilder::default();
-        let app = crate::postings::text_key("billing");
-        let full: Vec<LeafRecord> = (0..OPEN_BELOW as i64)
-            .map(|id| record(id, "billing", 1))
-            .collect();
-        builder.add(&full);
-        let rows = builder.add(&[record(500, "billing", 1)]);
-        assert_eq!(rows_of(&rows, Field::Application, app), vec![vec![500]]);
     }
 }

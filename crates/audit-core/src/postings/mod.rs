@@ -1,24 +1,27 @@
 //! Search postings: for each application, kind and day of `event_ts`, the ids of its
-//! sealed events, in rows of at most [`MAX_IDS`] ids spanning less than [`MAX_SPAN`]
-//! (migration V7). The sealer writes them in each round's transaction from the leaf
-//! records it sealed (`builder`), so ingest pays for them once per round and key
-//! instead of once per event and index; a filtered page reads them newest or oldest
-//! first (`read`).
+//! events, in rows of at most [`MAX_IDS`] ids spanning less than [`MAX_SPAN`]
+//! (migrations V7, V8). Each writer stores the postings of its group's events in the
+//! group's own transaction (`builder`), so ingest pays for them once per group and key
+//! instead of once per event and index, and a committed event is in them as soon as
+//! it is visible; a filtered page reads them newest or oldest first (`read`).
 //!
-//! They rest on the commit-safe order (`tree::order`): every committed event with an
-//! id at or below the stored `id_floor` is sealed, so its ids are in the postings;
-//! above it a page walks the primary key, as it would without them. Postings are
-//! candidates: a page reads the rows they name and checks every condition there, so a
-//! fingerprint shared by two texts costs a read, never a wrong event.
+//! Events inserted without postings (a bulk load, a row written by hand, every event
+//! from before V8) are noted as gaps by a trigger, and `backfill` posts them, in the
+//! commit-safe order of `tree::order`: it has posted every committed event with an id
+//! at or below the stored `id_floor`. Pages use the postings for everything once no
+//! gap lies above that floor, and below the floor only while one does ([`Coverage`]).
+//! Postings are candidates: a page reads the rows they name and checks every condition
+//! there, so a fingerprint shared by two texts, or an id posted twice, costs a read,
+//! never a wrong event.
 
+mod backfill;
 mod builder;
 mod ids;
 mod read;
 
-pub use builder::{PostingBuilder, PostingRow, write_postings};
-pub use read::{Candidates, PostingPlan, usable_floor};
-
-use crate::merkle::text_fingerprint;
+pub use backfill::{Backfilled, backfill};
+pub use builder::{INSERT_POSTINGS, PostingCollector, PostingRows};
+pub use read::{Candidates, Coverage, PostingPlan, coverage};
 
 /// Most ids in one row: a row stays near 2 KiB, read whole by a page.
 pub const MAX_IDS: usize = 1024;
@@ -26,11 +29,6 @@ pub const MAX_IDS: usize = 1024;
 /// A row's ids lie in `first_id..first_id + MAX_SPAN`: where a page starts, the rows
 /// that can hold its first ids are found within this distance of it (`read`).
 pub const MAX_SPAN: i64 = 1 << 16;
-
-/// A row with fewer ids stays open in the sealer's memory and takes the next rounds'
-/// ids of its key (rewritten each time), so that a quiet log does not get a row per
-/// key and round.
-pub const OPEN_BELOW: usize = 64;
 
 /// Microseconds in a day: `event_ts`'s key is its day.
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -63,11 +61,12 @@ pub fn ids_of(first_id: i64, bytes: &[u8]) -> Option<Vec<i64>> {
 
 /// The key of a text: its fingerprint, as leaf records keep it.
 pub fn text_key(text: &str) -> i64 {
-    fingerprint_key(text_fingerprint(text))
+    bytes_key(text.as_bytes())
 }
 
-fn fingerprint_key(fingerprint: [u8; 4]) -> i64 {
-    i64::from(u32::from_be_bytes(fingerprint))
+/// The key of a text's UTF-8 bytes (as a COPY row holds them).
+fn bytes_key(bytes: &[u8]) -> i64 {
+    i64::from(crc32fast::hash(bytes))
 }
 
 /// The key of a timestamp, in microseconds since 1970: its day.

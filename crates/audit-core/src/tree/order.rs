@@ -18,6 +18,10 @@
 
 use crate::storage_error::{StorageError, classify};
 
+/// The last id the sequence handed out (0 before the first): an id bound.
+pub const SEQUENCE_VALUE: &str =
+    "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_id_seq";
+
 /// A txid as PostgreSQL's `xid8` sends it (an unsigned 64-bit integer; far below
 /// 2^63 for any database this side of a billion years), read without a text cast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

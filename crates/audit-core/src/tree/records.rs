@@ -9,10 +9,6 @@ use crate::merkle::LeafEvent;
 
 pub const RECORD_BYTES: usize = 32;
 
-/// The stored record tiles from `$1` to `$2`, in order.
-pub const LEAF_RECORDS: &str =
-    "SELECT tile, records FROM tree_leaves WHERE tile BETWEEN $1 AND $2 ORDER BY tile";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafRecord {
     pub id: i64,

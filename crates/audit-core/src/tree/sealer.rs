@@ -13,15 +13,14 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel};
 use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::event::StoredEvent;
 use crate::merkle::{Frontier, Hash, LeafEvent, SEAL_BYTES, unix_micros};
-use crate::postings::{PostingBuilder, PostingRow, write_postings};
 use crate::repository::event_ts_at;
 use crate::storage_error::{StorageError, classify};
 use crate::tree::batches::{
     DELETE_SEAL_BATCHES_BELOW, SEAL_BATCHES_BETWEEN, parse_batch, sealed_leaf,
 };
 use crate::tree::covered::CoveredIds;
-use crate::tree::order::{Round, Rounds, Xid8, load_rounds};
-use crate::tree::records::{LEAF_RECORDS, LeafRecord};
+use crate::tree::order::{Round, Rounds, SEQUENCE_VALUE, Xid8, load_rounds};
+use crate::tree::records::LeafRecord;
 use crate::tree::tiles::{
     MissingTile, READ_TILES, TILE_WIDTH, TileAppender, read_tiles, split_hashes,
 };
@@ -32,22 +31,6 @@ pub const SEALER_LOCK: i64 = 0x6175_6469_7473_6c72;
 /// Changed tiles kept in memory before they are written, within a round: bounds a
 /// round's memory when it seals many events (the first round over an existing table).
 const TILES_PER_WRITE: usize = 512;
-
-/// Leaves of an older tree whose postings a round writes from the stored records, at
-/// most (migration V7: a tree sealed before the postings existed catches up a step a
-/// round).
-const POSTINGS_CATCH_UP: u64 = 1 << 18;
-
-/// A round that wrote this many posting rows (the first over an existing table, or a
-/// catch-up) has the postings analyzed after it commits.
-const ANALYZE_AFTER_POSTINGS: usize = 10_000;
-
-/// Leaves given to the postings at once in a round that seals many.
-const POSTINGS_STEP: usize = 1 << 16;
-
-/// The last id the sequence handed out (0 before the first): an id bound (`order`).
-const SEQUENCE_VALUE: &str =
-    "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_id_seq";
 
 /// How long before a round the sealer takes a bound of its own (`Sealer::pause`):
 /// enough for the group commits running then to end before the round's snapshot.
@@ -110,11 +93,6 @@ struct TreeState {
     /// Ids sealed above the floor of the next rounds, which they need not read again.
     covered: CoveredIds,
     checkpointed_size: u64,
-    /// The leaves `0..postings_leaves` are in the search postings, and every
-    /// committed event with an id up to `postings_floor` is sealed, as stored.
-    postings_leaves: u64,
-    postings_floor: i64,
-    postings: PostingBuilder,
 }
 
 /// How a sealer signs.
@@ -231,8 +209,6 @@ impl Sealer {
         );
         let mut state = self.state.clone();
         let mut report = RoundReport::default();
-        let size_before = state.frontier.size();
-        let mut postings = Vec::new();
         if state.horizon != Some(xmin) {
             let previous = state.horizon.unwrap_or(0);
             let floor = state.rounds.id_floor(previous);
@@ -275,16 +251,6 @@ impl Sealer {
             }
             unsealed.sort_unstable_by_key(|(txid, id, _, _)| (*txid, *id));
             state.covered.add(unsealed.iter().map(|(_, id, _, _)| *id));
-            if state.postings_leaves == size_before {
-                for step in unsealed.chunks(POSTINGS_STEP) {
-                    postings.extend(
-                        state
-                            .postings
-                            .add(step.iter().map(|(_, _, _, record)| record)),
-                    );
-                }
-                state.postings_leaves += unsealed.len() as u64;
-            }
             for (_, _, hash, record) in unsealed {
                 state.append(hash, record);
                 report.sealed += 1;
@@ -308,14 +274,9 @@ impl Sealer {
         });
         state.rounds.prune(state.horizon.unwrap_or(0));
         let size = state.frontier.size();
-        let caught_up = catch_up_postings(&transaction, &mut state, &mut postings).await?;
-        // The floor moves only when ids were drawn since, so storing it converges.
-        let id_floor = state.rounds.id_floor(state.horizon.unwrap_or(0));
-        let floor_moved = id_floor > state.postings_floor;
-        state.postings_floor = state.postings_floor.max(id_floor);
         let signing =
             (self.signing.as_ref()).filter(|_| checkpoint && size > state.checkpointed_size);
-        if report.sealed == 0 && signing.is_none() && !caught_up && !floor_moved {
+        if report.sealed == 0 && signing.is_none() {
             // Nothing to store: writing the head would give this transaction a txid,
             // move the next round's horizon and make it write again, forever. The
             // stored horizon may lag; a sealer that resumes from it finds nothing new.
@@ -325,8 +286,6 @@ impl Sealer {
             return Ok(report);
         }
         write_head(&transaction, &state).await?;
-        let (leaves, floor) = (to_i64(state.postings_leaves), state.postings_floor);
-        write_postings(&transaction, &postings, leaves, floor).await?;
         if let Some(signing) = signing {
             let note = Checkpoint {
                 origin: signing.origin.clone(),
@@ -347,13 +306,6 @@ impl Sealer {
         transaction.commit().await.map_err(classify)?;
         self.state = state;
         report.size = size;
-        if postings.len() >= ANALYZE_AFTER_POSTINGS {
-            // Autovacuum would analyze the table a minute or so later; until then the
-            // planner, which knew it empty, reads a key's every row to sort them.
-            if let Err(error) = self.client.batch_execute("ANALYZE search_postings").await {
-                tracing::warn!(%error, "could not analyze the search postings");
-            }
-        }
         Ok(report)
     }
 
@@ -400,46 +352,6 @@ impl Sealer {
         });
         Ok(())
     }
-}
-
-/// Writes the postings of up to [`POSTINGS_CATCH_UP`] leaves the postings lack (a tree
-/// sealed before they existed) from their stored records, this round's included;
-/// whether there were any.
-async fn catch_up_postings(
-    transaction: &tokio_postgres::Transaction<'_>,
-    state: &mut TreeState,
-    postings: &mut Vec<PostingRow>,
-) -> Result<bool, StorageError> {
-    let size = state.frontier.size();
-    let from = state.postings_leaves;
-    if from >= size {
-        return Ok(false);
-    }
-    let end = size.min(from + POSTINGS_CATCH_UP);
-    let (first_tile, last_tile) = (to_i64(from / TILE_WIDTH), to_i64((end - 1) / TILE_WIDTH));
-    let rows = transaction
-        .query(LEAF_RECORDS, &[&first_tile, &last_tile])
-        .await
-        .map_err(classify)?;
-    let mut records = Vec::new();
-    for row in rows {
-        let tile: i64 = row.try_get(0).map_err(classify)?;
-        let bytes: &[u8] = row.try_get(1).map_err(classify)?;
-        let tile_records = LeafRecord::parse_all(bytes)
-            .ok_or_else(|| StorageError::unavailable("torn leaf records"))?;
-        let start = u64::try_from(tile).unwrap_or(0) * TILE_WIDTH;
-        records.extend(
-            (tile_records.into_iter().enumerate())
-                .filter(|(offset, _)| (from..end).contains(&(start + *offset as u64)))
-                .map(|(_, record)| record),
-        );
-    }
-    if records.len() as u64 != end - from {
-        return Err(StorageError::unavailable("leaf records are missing"));
-    }
-    postings.extend(state.postings.add(&records));
-    state.postings_leaves = end;
-    Ok(true)
 }
 
 /// Whether an event's id was drawn in order (`order`): one given by hand is left out
@@ -610,11 +522,6 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
             .ok_or_else(|| SealError::Inconsistent("torn leaf records".into()))?
     };
     let rounds = load_rounds(client).await?;
-    let postings = client
-        .query_one("SELECT leaves, id_floor FROM search_postings_state", &[])
-        .await
-        .map_err(classify)?;
-    let postings_leaves: i64 = postings.try_get(0).map_err(classify)?;
     let checkpointed: Option<i64> = client
         .query_one("SELECT max(size) FROM tree_checkpoints", &[])
         .await
@@ -633,9 +540,6 @@ async fn load_state(client: &impl GenericClient) -> Result<TreeState, SealError>
         checkpointed_size: checkpointed
             .and_then(|size| u64::try_from(size).ok())
             .unwrap_or(0),
-        postings_leaves: u64::try_from(postings_leaves).unwrap_or(0),
-        postings_floor: postings.try_get(1).map_err(classify)?,
-        postings: PostingBuilder::default(),
     })
 }
 
