@@ -23,9 +23,6 @@ use crate::tree::order::SEQUENCE_VALUE;
 /// Events read and posted in one step (one transaction).
 const STEP_EVENTS: i64 = 1 << 16;
 
-/// A step that wrote this many posting rows has them analyzed after it commits: until
-/// autovacuum does, the planner may read and sort a key's every row.
-const ANALYZE_AFTER_ROWS: usize = 10_000;
 
 const STATE: &str = "SELECT id_floor, settle_bound, settle_xid::text::bigint, \
          (SELECT max(below) FROM search_postings_gaps), \
@@ -137,7 +134,10 @@ pub async fn backfill(client: &mut Client) -> Result<Backfilled, StorageError> {
         .await
         .map_err(classify)?;
     transaction.commit().await.map_err(classify)?;
-    if posted.len() >= ANALYZE_AFTER_ROWS
+    // The postings may have grown many times over (a bulk load's, or a whole older
+    // table's): until autovacuum analyzes them, the planner may read and sort a key's
+    // every row to find its newest.
+    if reached == target
         && let Err(error) = client.batch_execute("ANALYZE search_postings").await
     {
         tracing::warn!(%error, "could not analyze the search postings");
