@@ -23,7 +23,6 @@ use crate::tree::order::SEQUENCE_VALUE;
 /// Events read and posted in one step (one transaction).
 const STEP_EVENTS: i64 = 1 << 16;
 
-
 const STATE: &str = "SELECT id_floor, settle_bound, settle_xid::text::bigint, \
          (SELECT max(below) FROM search_postings_gaps), \
          pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
@@ -58,13 +57,7 @@ pub async fn backfill(client: &mut Client) -> Result<Backfilled, StorageError> {
         .map(|below| below - 1)
         .filter(|&last| last > floor)
     else {
-        transaction
-            .execute(
-                "DELETE FROM search_postings_gaps WHERE below <= $1",
-                &[&(floor + 1)],
-            )
-            .await
-            .map_err(classify)?;
+        forget_gaps_closed(&transaction, floor).await?;
         transaction.commit().await.map_err(classify)?;
         return Ok(Backfilled::Complete);
     };
@@ -126,13 +119,7 @@ pub async fn backfill(client: &mut Client) -> Result<Backfilled, StorageError> {
         )
         .await
         .map_err(classify)?;
-    transaction
-        .execute(
-            "DELETE FROM search_postings_gaps WHERE below <= $1",
-            &[&(reached + 1)],
-        )
-        .await
-        .map_err(classify)?;
+    forget_gaps_closed(&transaction, reached).await?;
     transaction.commit().await.map_err(classify)?;
     // The postings may have grown many times over (a bulk load's, or a whole older
     // table's): until autovacuum analyzes them, the planner may read and sort a key's
@@ -143,4 +130,19 @@ pub async fn backfill(client: &mut Client) -> Result<Backfilled, StorageError> {
         tracing::warn!(%error, "could not analyze the search postings");
     }
     Ok(Backfilled::PostedTo(reached))
+}
+
+/// Deletes the gaps the postings no longer have, up to `floor`.
+async fn forget_gaps_closed(
+    transaction: &tokio_postgres::Transaction<'_>,
+    floor: i64,
+) -> Result<(), StorageError> {
+    transaction
+        .execute(
+            "DELETE FROM search_postings_gaps WHERE below <= $1",
+            &[&(floor + 1)],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(())
 }
