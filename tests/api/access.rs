@@ -660,7 +660,7 @@ async fn without_the_index_a_rare_applications_pages_look_at_a_bounded_range_eac
     let expected = post_with_rare_c(&app, &writer).await;
     let indexes = app.state.runtime().repository.search_indexes();
     assert!(!indexes.contains(SearchIndex::Application));
-    // Nor search postings to rely on (as before their backfill on an older table).
+    // Nor search postings to rely on (as before the poster reaches the events).
     let _held = crate::postings::hold_postings_back(&app.database).await;
 
     let pages = pages_as(&app, &reader, 3).await;
@@ -686,13 +686,14 @@ async fn with_the_index_a_scoped_readers_pages_are_full() {
     assert_full_pages_of_c(&app, &reader, &expected).await;
 }
 
-/// No index: the writers' search postings fill a scoped reader's pages.
+/// No index: the search postings fill a scoped reader's pages.
 #[tokio::test]
 async fn without_the_index_a_scoped_readers_pages_are_full_from_the_search_postings() {
     let app = spawn_app_with_tokens(|settings| settings.search.max_scan_rows = 10).await;
     let writer = app.writer_of("writer", &["*"]).await;
     let reader = app.reader_of("reader-c", &["c", "x"]).await;
     let expected = post_with_rare_c(&app, &writer).await;
+    crate::postings::wait_for_postings(&app.database).await;
     let indexes = app.state.runtime().repository.search_indexes();
     assert!(!indexes.contains(SearchIndex::Application));
 

@@ -297,13 +297,14 @@ async fn a_filter_nothing_matches_reads_one_window_per_page_and_says_where_to_go
         .column("SELECT id FROM events ORDER BY id")
         .await;
     let (lowest, highest) = (ids[0], ids[99]);
+    crate::postings::wait_for_postings(&app.database).await;
     // Through the search postings the whole answer (none) comes at once.
     let page = json_body(app.get_events("?application_name=nobody").await).await;
     assert_eq!(
         (&page["data"], &page["next_page"]),
         (&json!([]), &Value::Null)
     );
-    // Without them (as before their backfill on an older table), windows of ids.
+    // Without them (as before the poster reaches the events), windows of ids.
     let _held = crate::postings::hold_postings_back(&app.database).await;
 
     let page = json_body(app.get_events("?application_name=nobody").await).await;
@@ -350,7 +351,7 @@ async fn a_condition_without_its_index_keeps_the_page_to_one_window() {
     let highest: i64 = app.database.column("SELECT max(id) FROM events").await[0];
     app.build_search_indexes(&[SearchIndex::Application, SearchIndex::Time])
         .await;
-    // No search postings to fall back on (as before their backfill on an older table).
+    // No search postings to fall back on (as before the poster reaches the events).
     let _held = crate::postings::hold_postings_back(&app.database).await;
 
     // Served by the application index: the whole answer (none) at once.

@@ -272,8 +272,9 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
     })
     .await;
 
-    // Search postings beside the writers' (key 7, no application's): of a dropped
+    // Search postings beside the poster's (key 7, no application's): of a dropped
     // partition's ids only, and of ids on both sides of the last drop.
+    crate::postings::wait_for_postings(&app.database).await;
     let client = app.database.client().await;
     client
         .batch_execute(
@@ -303,17 +304,20 @@ async fn retention_drops_expired_partitions_whole_unless_held_and_records_each_d
         [1_000_015],
         "the dropped ids' postings go, no others"
     );
-    let writers: Vec<i64> = app
-        .database
-        .column(
-            "SELECT count(*) FILTER (WHERE first_id < 1000021) * 1000 + count(*) \
-             FROM search_postings WHERE key <> 7",
-        )
-        .await;
-    assert!(
-        writers[0] > 0 && writers[0] < 1000,
-        "the writers' postings of kept events stay, of dropped ones go: {writers:?}"
-    );
+    let (dropped_only, kept): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE last_id < 1000021), \
+                        count(*) FILTER (WHERE last_id >= 1000021) \
+                 FROM search_postings WHERE key <> 7",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(dropped_only, 0, "the poster's rows of dropped ids only go");
+    assert!(kept > 0, "the poster's rows of kept ids stay");
     for name in &dropped {
         let gone: Vec<bool> = app
             .database

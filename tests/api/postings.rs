@@ -1,14 +1,14 @@
-//! Filtered pages through the search postings (`audit_core::postings`): writers post
-//! their own events, so every walk goes through them and matches the SQL ground truth
-//! in both directions while another client writes. Events inserted without postings
-//! (by hand, as a bulk load does) are a gap the backfill closes, in the commit-safe
-//! order, even for a transaction that commits after the backfill began.
+//! Filtered pages through the search postings (`audit_core::postings`): the poster
+//! posts committed events, pages read the events below its floor through them and walk
+//! the primary key above it, and every walk matches the SQL ground truth in both
+//! directions while another client writes. Events inserted by hand are posted like
+//! any others, and a transaction that commits late is waited for, never stepped past.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_core::database;
-use audit_core::postings::{Backfilled, backfill, ids_of, text_key};
+use audit_core::postings::{POSTER_LOCK, Posted, ids_of, post_step, text_key};
 use audit_tests::test_app::{TestApp, spawn_app_with};
 use audit_tests::test_database::TestDatabase;
 use rand::SeedableRng;
@@ -23,44 +23,45 @@ async fn app_scanning_few_rows() -> Arc<TestApp> {
     Arc::new(spawn_app_with(|settings| settings.search.max_scan_rows = SCAN_ROWS).await)
 }
 
-/// Whether pages can take every event from the postings (`postings::coverage`).
-async fn postings_complete(database: &TestDatabase) -> bool {
-    let complete: Vec<bool> = database
-        .column(
-            "SELECT NOT EXISTS (SELECT 1 FROM search_postings_gaps \
-                 WHERE below > (SELECT id_floor FROM search_postings_state) + 1)",
-        )
-        .await;
-    complete == [true]
-}
-
-/// Runs backfill steps until the postings hold every committed event.
+/// Runs posting steps (beside the server's, if one runs) until every event written so
+/// far is posted.
 pub(crate) async fn wait_for_postings(database: &TestDatabase) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut client = database::connect(&database.settings).await.unwrap();
     loop {
-        if backfill(&mut client).await.unwrap() == Backfilled::Complete {
-            assert!(postings_complete(database).await);
+        let step = post_step(&mut client).await.unwrap();
+        let posted: Vec<bool> = database
+            .column(
+                "SELECT coalesce((SELECT id_floor FROM search_postings_state) \
+                     >= (SELECT max(id) FROM events), true)",
+            )
+            .await;
+        if posted == [true] {
             return;
         }
-        assert!(Instant::now() < deadline, "the backfill did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(Instant::now() < deadline, "the poster did not catch up");
+        if !matches!(step, Posted::PostedTo { more: true, .. }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
-/// Makes the postings unusable to pages until the returned client is dropped: a gap
-/// above every event, and the backfill held back by a lock on its state.
+/// Makes the postings unusable to pages until the returned client is dropped: none
+/// posted, and the poster held back by its lock.
 pub(crate) async fn hold_postings_back(database: &TestDatabase) -> tokio_postgres::Client {
     let client = database.client().await;
     client
-        .batch_execute("INSERT INTO search_postings_gaps (below) VALUES (4611686018427387904)")
+        .execute("SELECT pg_advisory_lock($1)", &[&POSTER_LOCK])
         .await
         .unwrap();
     client
-        .batch_execute("BEGIN; SELECT * FROM search_postings_state FOR UPDATE")
+        .batch_execute(
+            "DELETE FROM search_postings; \
+             UPDATE search_postings_state \
+             SET id_floor = 0, settle_bound = NULL, settle_xid = NULL",
+        )
         .await
         .unwrap();
-    assert!(!postings_complete(database).await);
     client
 }
 
@@ -76,12 +77,12 @@ async fn walks_through_the_postings_match_the_sql_ground_truth_under_writers() {
     let app = app_scanning_few_rows().await;
     let mut rng = StdRng::seed_from_u64(25);
     post_random(&app, &mut rng, 6).await;
-    assert!(postings_complete(&app.database).await);
+    wait_for_postings(&app.database).await;
     let rows: Vec<i64> = app
         .database
         .column("SELECT count(*) FROM search_postings")
         .await;
-    assert!(rows[0] > 0, "the writers wrote postings");
+    assert!(rows[0] > 0, "the poster wrote postings");
     walk_every_filter_under_writers(app, false, rng).await;
 }
 
@@ -93,7 +94,7 @@ async fn a_rare_application_fills_every_page_from_the_postings() {
     let app = app_scanning_few_rows().await;
     let mut rng = StdRng::seed_from_u64(26);
     post_random(&app, &mut rng, 10).await;
-    assert!(postings_complete(&app.database).await);
+    wait_for_postings(&app.database).await;
     let filter = Filter {
         parameters: vec![("application_name", "rare".to_owned())],
         conditions: vec!["application_name = 'rare'".to_owned()],
@@ -106,15 +107,15 @@ async fn a_rare_application_fills_every_page_from_the_postings() {
     assert_eq!(descending, expected);
 }
 
-/// Events inserted without their postings (as a bulk load or a hand does) leave a gap:
-/// pages walk the primary key instead, and stay right; the backfill then posts them,
-/// and each application's and day's postings are its ids.
+/// Events inserted by hand (as a bulk load does) are posted like those of the API:
+/// until then pages walk their ids and stay right; then each application's and day's
+/// postings are its ids, and pages are full.
 #[tokio::test]
-async fn events_inserted_without_postings_are_a_gap_that_the_backfill_closes() {
+async fn events_inserted_by_hand_are_posted_too() {
     let app = app_scanning_few_rows().await;
     let mut rng = StdRng::seed_from_u64(27);
     post_random(&app, &mut rng, 2).await;
-    let _held = hold_postings_back(&app.database).await;
+    let held = hold_postings_back(&app.database).await;
     insert_by_hand(&app.database, "", 1, 3000).await;
     let filter = Filter {
         parameters: vec![("application_name", "app3".to_owned())],
@@ -123,34 +124,27 @@ async fn events_inserted_without_postings_are_a_gap_that_the_backfill_closes() {
     let expected = matching(&app, &filter, None).await;
     assert!(expected.len() > 400);
     assert_eq!(walk(&app, &filter, "asc", 10, false).await, expected);
-    drop(_held);
+    drop(held);
 
-    app.database
-        .client()
-        .await
-        .batch_execute("DELETE FROM search_postings_gaps WHERE below = 4611686018427387904")
-        .await
-        .unwrap();
     wait_for_postings(&app.database).await;
     assert_postings_hold_the_events(&app.database).await;
     assert_eq!(walk(&app, &filter, "asc", 10, true).await, expected);
 }
 
-/// A transaction that inserts by hand and commits only after the backfill took its
-/// bound: the backfill waits for it rather than step past its ids, which would leave
-/// them out of the postings for good.
+/// A transaction that inserts and commits only after the poster took its bound: the
+/// poster waits for it rather than step past its ids, which would leave them out of
+/// the postings for good.
 #[tokio::test]
-async fn the_backfill_waits_for_a_transaction_that_commits_late() {
+async fn the_poster_waits_for_a_transaction_that_commits_late() {
     let database = TestDatabase::create_migrated().await;
     let late = database.client().await;
     late.batch_execute("BEGIN").await.unwrap();
     insert_on(&late, "late", 1, 30).await;
     insert_by_hand(&database, "", 31, 60).await;
-    assert!(!postings_complete(&database).await);
 
     let mut client = database::connect(&database.settings).await.unwrap();
     for _ in 0..3 {
-        assert_eq!(backfill(&mut client).await.unwrap(), Backfilled::Waiting);
+        assert_eq!(post_step(&mut client).await.unwrap(), Posted::Waiting);
     }
     late.batch_execute("COMMIT").await.unwrap();
 
@@ -193,9 +187,7 @@ async fn assert_postings_hold_the_events(database: &TestDatabase) {
             .iter()
             .flat_map(|row| ids_of(row.get(0), row.get(1)).unwrap())
             .collect();
-        // The backfill may post again what a writer posted.
         ids.sort_unstable();
-        ids.dedup();
         ids
     };
     let applications: Vec<String> = database

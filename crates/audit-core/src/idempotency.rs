@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
 
-use crate::copy::{EncodedRows, copy_posted_in};
+use crate::copy::{CopyTarget, EncodedRows, copy_in, framed_rows};
 use crate::storage_error::{StorageError, bounded, classify, classify_at_commit, connection_from};
 
 /// Longest key accepted, in bytes.
@@ -126,7 +126,16 @@ async fn write_keyed_on(
         }
         return Ok(KeyedOutcome::Replayed(inserted.unsigned_abs()));
     }
-    let stored = copy_posted_in(&transaction, &rows.bytes, rows.count).await?;
+    let stored = if rows.count == 0 {
+        0
+    } else {
+        let stream = framed_rows([rows.bytes.clone()]);
+        copy_in(
+            CopyTarget::InTransaction(&transaction),
+            futures_util::stream::iter(stream),
+        )
+        .await?
+    };
     transaction.commit().await.map_err(classify_at_commit)?;
     Ok(KeyedOutcome::Stored(stored))
 }

@@ -16,7 +16,7 @@ use crate::access::Applications;
 use crate::event::StoredEvent;
 use crate::filter::{Direction, EventFilter, ScanWindow};
 use crate::migrations;
-use crate::postings::{self, Candidates, Coverage, PostingPlan};
+use crate::postings::{self, Candidates, PostingPlan};
 use crate::replicas::Replicas;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
 use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
@@ -225,11 +225,25 @@ impl EventRepository {
         Ok(found)
     }
 
-    /// One step of the search postings' backfill ([`postings::backfill`]).
-    pub async fn backfill_postings(&self) -> Result<postings::Backfilled, StorageError> {
+    /// One step of the search postings' poster ([`postings::post_step`]).
+    pub async fn post_search_postings(&self) -> Result<postings::Posted, StorageError> {
         let client = connection_from(&self.pools.current()).await?;
         bounded(client, self.deadline, timed_out, async |client| {
-            postings::backfill(client).await
+            postings::post_step(client).await
+        })
+        .await
+    }
+
+    /// Analyzes the search postings, after the poster wrote many rows at once (a whole
+    /// table's): until autovacuum does, the planner may read and sort a key's every row
+    /// to find its newest.
+    pub async fn analyze_search_postings(&self) -> Result<(), StorageError> {
+        let client = connection_from(&self.pools.current()).await?;
+        bounded(client, self.deadline, timed_out, async |client| {
+            client
+                .batch_execute("ANALYZE search_postings")
+                .await
+                .map_err(classify)
         })
         .await
     }
@@ -279,7 +293,7 @@ impl EventRepository {
                 let everything = EventFilter::default();
                 if let Some(values) = FilterValues::new(Some(applications), &everything)
                     && let Some(plan) = PostingPlan::for_filter(Some(applications), &everything)
-                    && let Some(posted_to) = posted_to(client).await?
+                    && let Some(floor) = postings::posted_floor(client).await?
                 {
                     let page = FilteredPage {
                         values: &values,
@@ -288,7 +302,7 @@ impl EventRepository {
                         limit,
                         max_scan_rows,
                     };
-                    let posted = Postings { plan, posted_to };
+                    let posted = Postings { plan, floor };
                     return read_with_postings(client, page, posted, accept).await;
                 }
                 return read_scanned(client, applications, below, limit, max_scan_rows, accept)
@@ -380,9 +394,9 @@ impl EventRepository {
                 return read_indexed(client, values, direction, token, limit, accept).await;
             }
             if let Some(plan) = PostingPlan::for_filter(values.applications, values.filter)
-                && let Some(posted_to) = posted_to(client).await?
+                && let Some(floor) = postings::posted_floor(client).await?
             {
-                let posted = Postings { plan, posted_to };
+                let posted = Postings { plan, floor };
                 return read_with_postings(client, page, posted, accept).await;
             }
             let row = client.query_one(ID_BOUNDS, &[]).await.map_err(classify)?;
@@ -417,23 +431,10 @@ struct FilteredPage<'a> {
     max_scan_rows: i64,
 }
 
-/// The postings a page reads, and the id up to which they hold every event (none:
-/// they hold every one).
+/// The postings a page reads, and the id floor up to which they hold every event.
 struct Postings {
     plan: PostingPlan,
-    posted_to: Option<i64>,
-}
-
-/// How far a page may rely on the postings: none when not at all, `Some(None)` for
-/// every event.
-async fn posted_to(
-    client: &deadpool_postgres::Client,
-) -> Result<Option<Option<i64>>, StorageError> {
-    Ok(match postings::coverage(client).await? {
-        Coverage::Complete => Some(None),
-        Coverage::UpTo(floor) => Some(Some(floor)),
-        Coverage::Unknown => None,
-    })
+    floor: i64,
 }
 
 /// Candidates examined by the first read of a page's postings, after which each read
@@ -441,10 +442,9 @@ async fn posted_to(
 /// once, one they narrow less (a day and an application) soon.
 const FIRST_CANDIDATES: i64 = 16;
 
-/// A filtered page through the search postings, in the page's order: the ids above
-/// the floor up to which they hold every event (when there is one) by a walk of the
-/// primary key, those at or below it through the postings; at most `max_scan_rows`
-/// ids looked at in all.
+/// A filtered page through the search postings: the ids above their floor (not all
+/// posted yet) by a walk of the primary key, those at or below it through the
+/// postings, in the page's order; at most `max_scan_rows` ids looked at in all.
 async fn read_with_postings(
     client: &deadpool_postgres::Client,
     page: FilteredPage<'_>,
@@ -458,10 +458,9 @@ async fn read_with_postings(
         handed.set(handed.get() + 1);
         accept(event)
     };
+    let floor = posted.floor;
     let mut budget = page.max_scan_rows.max(1);
-    if let (Direction::Descending, Some(floor)) = (direction, posted.posted_to)
-        && token.is_none_or(|token| token > floor + 1)
-    {
+    if direction == Direction::Descending && token.is_none_or(|token| token > floor + 1) {
         let unposted = unposted_ids(client, floor).await?;
         if let Some(window) = ScanWindow::after(direction, token, unposted, budget) {
             let window = ScanWindow {
@@ -475,10 +474,9 @@ async fn read_with_postings(
             budget -= window.high - window.low + 1;
         }
     }
-    let above = (posted.posted_to).map_or(i64::MAX, |floor| floor + 1);
     let (low, high) = match direction {
-        Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(above)),
-        Direction::Ascending => (token.unwrap_or(i64::MIN), above),
+        Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(floor + 1)),
+        Direction::Ascending => (token.unwrap_or(i64::MIN), floor + 1),
     };
     let mut candidates = Candidates::new(posted.plan, direction, low, high);
     let mut wanted = FIRST_CANDIDATES;
@@ -513,12 +511,9 @@ async fn read_with_postings(
             wanted = wanted.saturating_mul(4);
         }
     }
-    let Some(floor) = posted
-        .posted_to
-        .filter(|_| direction == Direction::Ascending)
-    else {
+    if direction == Direction::Descending {
         return Ok(PageEnd::default());
-    };
+    }
     if budget <= 0 {
         return Ok(PageEnd {
             continue_at: Some(low.max(floor)),

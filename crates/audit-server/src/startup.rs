@@ -11,7 +11,7 @@ use anyhow::Context;
 use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
-use audit_core::postings::Backfilled;
+use audit_core::postings::Posted;
 use audit_core::storage_error::cause_chain;
 use audit_core::tree::Signing;
 use socket2::{Domain, Socket, Type};
@@ -33,7 +33,11 @@ const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the server checks whether the optional index of scoped reads exists.
 const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-const BACKFILL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the poster looks for committed events to post: a filtered page walks the
+/// ids above what is posted, so this bounds the walk at rest.
+const POSTING_INTERVAL: Duration = Duration::from_millis(250);
+/// Posting rows written in one go past which the postings are analyzed.
+const ANALYZE_AFTER_POSTING_ROWS: usize = 10_000;
 
 pub struct Application {
     port: u16,
@@ -136,7 +140,7 @@ impl Application {
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
-        let backfill = tokio::spawn(backfill_postings_periodically(self.state.clone()));
+        let postings = tokio::spawn(post_search_postings_periodically(self.state.clone()));
         let partitions = tokio::spawn(partitions::keep_partitions(self.state.clone()));
         let replicas = tokio::spawn(replicas::probe_replicas_periodically(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
@@ -158,7 +162,7 @@ impl Application {
         upkeep.abort();
         tokens.abort();
         index.abort();
-        backfill.abort();
+        postings.abort();
         partitions.abort();
         replicas.abort();
         result
@@ -235,25 +239,39 @@ async fn detect_search_indexes_periodically(state: web::Data<AppState>) {
     }
 }
 
-/// Posts the events no writer posted (`audit_core::postings::backfill`): a step at
-/// once after another that posted, otherwise one a second.
-async fn backfill_postings_periodically(state: web::Data<AppState>) {
-    let mut interval = tokio::time::interval(BACKFILL_INTERVAL);
+/// Posts the committed events to the search postings (`audit_core::postings`): a
+/// step at once after one that left more to post, otherwise one every
+/// `POSTING_INTERVAL`.
+async fn post_search_postings_periodically(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(POSTING_INTERVAL);
     loop {
         interval.tick().await;
         let repository = state.runtime().repository.clone();
+        let mut rows = 0;
         loop {
-            match repository.backfill_postings().await {
-                Ok(Backfilled::PostedTo(_)) => continue,
-                Ok(Backfilled::Complete | Backfilled::Waiting) => break,
+            match repository.post_search_postings().await {
+                Ok(Posted::PostedTo {
+                    rows: posted, more, ..
+                }) => {
+                    rows += posted;
+                    if !more {
+                        break;
+                    }
+                }
+                Ok(Posted::Busy | Posted::Waiting) => break,
                 Err(error) => {
                     tracing::warn!(
                         error = %cause_chain(&error),
-                        "could not backfill the search postings"
+                        "could not post events to the search postings"
                     );
                     break;
                 }
             }
+        }
+        if rows >= ANALYZE_AFTER_POSTING_ROWS
+            && let Err(error) = repository.analyze_search_postings().await
+        {
+            tracing::warn!(error = %cause_chain(&error), "could not analyze the search postings");
         }
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 use tokio_postgres::Transaction;
 
-use crate::copy::{EncodedRows, RowEncoder, copy_posted_in};
+use crate::copy::{CopyTarget, EncodedRows, RowEncoder, copy_in, framed_rows};
 use crate::event::NewEvent;
 use crate::storage_error::StorageError;
 
@@ -83,7 +83,8 @@ pub async fn write_in_transaction(
     actor: &Actor,
 ) -> Result<u64, StorageError> {
     let rows = rows_of(events, actor);
-    copy_posted_in(transaction, &rows.bytes, rows.count).await
+    let chunks = futures_util::stream::iter(framed_rows([rows.bytes]));
+    copy_in(CopyTarget::InTransaction(transaction), chunks).await
 }
 
 #[cfg(test)]

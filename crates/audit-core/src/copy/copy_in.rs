@@ -4,6 +4,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
 
+use crate::copy::COPY_EVENTS;
 use crate::storage_error::{StorageError, classify, classify_at_commit};
 
 /// Whether the end of a COPY is also its commit, which decides what a connection lost
@@ -20,17 +21,14 @@ enum Ending {
 #[derive(Clone, Copy)]
 pub enum CopyTarget<'a> {
     /// On a connection, as a statement of its own that commits when the COPY ends.
-    /// The caller prepares [`COPY_EVENTS`](crate::copy::COPY_EVENTS) once per connection, which saves a parse
+    /// The caller prepares [`COPY_EVENTS`] once per connection, which saves a parse
     /// round trip when many small COPYs run back to back.
     Alone {
         client: &'a Client,
         statement: &'a Statement,
     },
-    /// Inside a transaction the caller commits, with a COPY statement given as text.
-    InTransaction {
-        transaction: &'a Transaction<'a>,
-        statement: &'a str,
-    },
+    /// Inside a transaction the caller commits.
+    InTransaction(&'a Transaction<'a>),
     /// On a connection inside a transaction the caller began and commits itself
     /// (with its own statements, so that it can send them without waiting); the
     /// statement is a prepared COPY.
@@ -51,11 +49,8 @@ pub async fn copy_in(
         CopyTarget::Alone { client, statement } => {
             send(client.copy_in(statement).await, chunks, Ending::Commits).await
         }
-        CopyTarget::InTransaction {
-            transaction,
-            statement,
-        } => {
-            let started = transaction.copy_in(statement).await;
+        CopyTarget::InTransaction(transaction) => {
+            let started = transaction.copy_in(COPY_EVENTS).await;
             send(started, chunks, Ending::InTransaction).await
         }
         CopyTarget::InOpenTransaction { client, statement } => {

@@ -1,5 +1,5 @@
 //! PostgreSQL's binary COPY format for the events table (`encode`; `numbered`: a
-//! group's rows given the ids drawn for them), and streaming it in
+//! sealed group's rows given the ids drawn for them), and streaming it in
 //! (`copy_in`).
 //!
 //! Encoding rows ourselves (rather than through a generic row writer) lets the bulk
@@ -12,10 +12,7 @@ mod numbered;
 
 pub use crate::copy::copy_in::{CopyTarget, copy_in};
 pub use crate::copy::encode::{EncodedRows, RowEncoder, SealColumn, StreamEncoder, framed_rows};
-pub use crate::copy::numbered::{
-    BEGIN_POSTED, COPY_NUMBERED_EVENTS, COPY_NUMBERED_ROWS, DRAW_IDS, MalformedRows, NumberedRows,
-    POSTED, Seals, copy_posted_in, number_rows,
-};
+pub use crate::copy::numbered::{COPY_NUMBERED_EVENTS, MalformedRows, NumberedRows, number_rows};
 
 /// The COPY statement that reads what the encoders write.
 pub const COPY_EVENTS: &str = "COPY events (event_ts, application_name, event_kind, payload, \

@@ -1,27 +1,24 @@
 //! Search postings: for each application, kind and day of `event_ts`, the ids of its
 //! events, in rows of at most [`MAX_IDS`] ids spanning less than [`MAX_SPAN`]
-//! (migrations V7, V8). Each writer stores the postings of its group's events in the
-//! group's own transaction (`builder`), so ingest pays for them once per group and key
-//! instead of once per event and index, and a committed event is in them as soon as
-//! it is visible; a filtered page reads them newest or oldest first (`read`).
+//! (migrations V7, V8). Each server's poster (`poster`) walks the committed events
+//! above the stored `id_floor` in the commit-safe order of `tree::order`, a step at a
+//! time, and posts them (`builder`), so ingest pays nothing for them on its own path
+//! and they cost one row per key and step instead of an index entry per event and
+//! index; a filtered page reads them newest or oldest first (`read`).
 //!
-//! Events inserted without postings (a bulk load, a row written by hand, every event
-//! from before V8) are noted as gaps by a trigger, and `backfill` posts them, in the
-//! commit-safe order of `tree::order`: it has posted every committed event with an id
-//! at or below the stored `id_floor`. Pages use the postings for everything once no
-//! gap lies above that floor, and below the floor only while one does ([`Coverage`]).
-//! Postings are candidates: a page reads the rows they name and checks every condition
-//! there, so a fingerprint shared by two texts, or an id posted twice, costs a read,
-//! never a wrong event.
+//! Every committed event with an id at or below `id_floor` is in them; above it a page
+//! walks the primary key, as it would without them. Postings are candidates: a page
+//! reads the rows they name and checks every condition there, so a fingerprint shared
+//! by two texts costs a read, never a wrong event.
 
-mod backfill;
 mod builder;
 mod ids;
+mod poster;
 mod read;
 
-pub use backfill::{Backfilled, backfill};
 pub use builder::{INSERT_POSTINGS, PostingCollector, PostingRows};
-pub use read::{Candidates, Coverage, PostingPlan, coverage};
+pub use poster::{POSTER_LOCK, Posted, post_step};
+pub use read::{Candidates, PostingPlan, posted_floor};
 
 /// Most ids in one row: a row stays near 2 KiB, read whole by a page.
 pub const MAX_IDS: usize = 1024;

@@ -11,10 +11,9 @@ use crate::filter::{Direction, EventFilter};
 use crate::merkle::unix_micros;
 use crate::storage_error::{StorageError, classify};
 
-/// The backfill's floor, and whether no gap lies above it (`backfill`).
-const COVERAGE: &str = "SELECT id_floor, NOT EXISTS (SELECT 1 FROM search_postings_gaps \
-         WHERE below > s.id_floor + 1) \
-     FROM search_postings_state AS s";
+/// The floor at or below which every committed event is posted (none before the
+/// poster posted anything).
+const POSTED_FLOOR: &str = "SELECT id_floor FROM search_postings_state WHERE id_floor > 0";
 
 /// A window of at most this many days is read through its days' postings before any
 /// other condition's (a day holds fewer events than an application, as a rule).
@@ -47,28 +46,15 @@ const ROWS_ABOVE: &str = "SELECT k.key, p.first_id, p.first_id, p.ids \
          WHERE field = $2 AND key = k.key AND first_id > $3 AND last_id > $5 \
          ORDER BY first_id LIMIT $4) AS p";
 
-/// Which committed events the postings hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Coverage {
-    /// Every one.
-    Complete,
-    /// Every one with an id at or below this; above it, those their writers posted.
-    UpTo(i64),
-    /// None that a page could rely on.
-    Unknown,
-}
-
-/// Which committed events the postings hold, as of now.
-pub async fn coverage(client: &deadpool_postgres::Client) -> Result<Coverage, StorageError> {
-    let statement = client.prepare_cached(COVERAGE).await.map_err(classify)?;
-    let row = client.query_one(&statement, &[]).await.map_err(classify)?;
-    let floor: i64 = row.try_get(0).map_err(classify)?;
-    let complete: bool = row.try_get(1).map_err(classify)?;
-    Ok(match (complete, floor) {
-        (true, _) => Coverage::Complete,
-        (false, 0) => Coverage::Unknown,
-        (false, floor) => Coverage::UpTo(floor),
-    })
+/// Every committed event with an id at or below this is in the postings (none before
+/// the poster posted anything).
+pub async fn posted_floor(client: &deadpool_postgres::Client) -> Result<Option<i64>, StorageError> {
+    let statement = client
+        .prepare_cached(POSTED_FLOOR)
+        .await
+        .map_err(classify)?;
+    let row = client.query_opt(&statement, &[]).await.map_err(classify)?;
+    row.map(|row| row.try_get(0).map_err(classify)).transpose()
 }
 
 /// The postings a filtered page takes its candidates from: one field's, of any of

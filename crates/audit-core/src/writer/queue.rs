@@ -15,13 +15,18 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::copy::{
-    BEGIN_POSTED, COPY_NUMBERED_EVENTS, COPY_NUMBERED_ROWS, CopyTarget, DRAW_IDS, SealColumn,
-    Seals, copy_in, number_rows,
+    COPY_EVENTS, COPY_NUMBERED_EVENTS, CopyTarget, SealColumn, copy_in, framed_rows, number_rows,
 };
-use crate::postings::INSERT_POSTINGS;
 use crate::storage_error::{StorageError, bounded, classify, classify_at_commit, connection_from};
 use crate::tree::batches::INSERT_SEAL_BATCH;
 use crate::writer::health::WriterHealth;
+
+/// Draws a group's ids, after its transaction has its txid (the CASE asks for the
+/// txid first), as the column default of migration V4 would: the sealer's order
+/// relies on it (`tree::order`). One array, not a row per id: decoding a row per id
+/// was the writer thread's largest cost of sealing (measured with perf).
+const DRAW_IDS: &str = "SELECT array_agg(CASE WHEN pg_current_xact_id() IS NOT NULL \
+     THEN nextval('events_id_seq') END) FROM generate_series(1, $1::int4)";
 
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
@@ -246,10 +251,9 @@ fn answer_all(group: Vec<WriteRequest>, result: impl Fn(u64) -> Result<u64, Stor
 }
 
 /// Writes every request of the group with one COPY, in one transaction, within the
-/// deadline; past it the connection is closed and the outcome is unknown. The ids are
-/// drawn first, so that the group's search postings are stored in the same
-/// transaction (`postings`), and, where rows carry their seals and seal batches are on,
-/// its seal batch (`tree::batches`).
+/// deadline; past it the connection is closed and the outcome is unknown. Where rows
+/// carry their seals and seal batches are on, the ids are drawn first and the rows'
+/// leaves stored as a seal batch in the same transaction (`tree::batches`).
 async fn write_group(
     pool: &Pool,
     group: &[WriteRequest],
@@ -258,81 +262,74 @@ async fn write_group(
     let client = connection_from(pool).await?;
     let sealed =
         queue.seal_batches && (group.iter()).all(|request| request.seal == SealColumn::Filled);
-    let seals = if sealed {
-        Seals::Batched
-    } else {
-        Seals::InRows
-    };
+    if sealed {
+        return bounded(client, queue.write_deadline, timed_out, async |client| {
+            let written = write_numbered(client, group).await;
+            if written.is_err() && !client.is_closed() {
+                // Leaves the pooled connection outside any transaction; a COMMIT that
+                // failed has ended it already, and this then only warns.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            written
+        })
+        .await;
+    }
+    // Collected: a lazy iterator with a closure inside would make this future !Send.
+    let chunks: Vec<Bytes> =
+        framed_rows(group.iter().map(|request| request.rows.clone())).collect();
     bounded(client, queue.write_deadline, timed_out, async |client| {
-        let written = write_numbered(client, group, seals).await;
-        if written.is_err() && !client.is_closed() {
-            // Leaves the pooled connection outside any transaction; a COMMIT that
-            // failed has ended it already, and this then only warns.
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        written
+        // Prepared once per pooled connection, not once per group.
+        let statement = client.prepare_cached(COPY_EVENTS).await.map_err(classify)?;
+        let target = CopyTarget::Alone {
+            client,
+            statement: &statement,
+        };
+        copy_in(target, futures_util::stream::iter(chunks)).await
     })
     .await
 }
 
-/// One transaction: draw the ids, COPY the rows with them, store the postings (and
-/// the seal batch), commit. Statements that need no answer before the next are sent
-/// together: BEGIN with the draw, the postings and the batch with the COMMIT.
+/// One transaction: draw the ids, COPY the rows with them, store the seal batch,
+/// commit. Statements that need no answer before the next are sent together: BEGIN
+/// with the draw, the batch with the COMMIT.
 async fn write_numbered(
     client: &deadpool_postgres::Client,
     group: &[WriteRequest],
-    seals: Seals,
 ) -> Result<u64, StorageError> {
     let draw = client.prepare_cached(DRAW_IDS).await.map_err(classify)?;
-    let copy = match seals {
-        Seals::Batched => COPY_NUMBERED_EVENTS,
-        Seals::InRows => COPY_NUMBERED_ROWS,
-    };
-    let copy = client.prepare_cached(copy).await.map_err(classify)?;
-    let insert_postings = client
-        .prepare_cached(INSERT_POSTINGS)
+    let copy = client
+        .prepare_cached(COPY_NUMBERED_EVENTS)
         .await
         .map_err(classify)?;
-    let insert_batch = match seals {
-        Seals::Batched => Some(
-            client
-                .prepare_cached(INSERT_SEAL_BATCH)
-                .await
-                .map_err(classify)?,
-        ),
-        Seals::InRows => None,
-    };
+    let insert = client
+        .prepare_cached(INSERT_SEAL_BATCH)
+        .await
+        .map_err(classify)?;
     let count: u64 = group.iter().map(|request| request.count).sum();
     let count = i32::try_from(count)
         .map_err(|_| StorageError::unavailable("a group too large to number"))?;
     let (begun, drawn) = futures_util::future::join(
-        client.batch_execute(BEGIN_POSTED),
+        client.batch_execute("BEGIN"),
         client.query_one(&draw, &[&count]),
     )
     .await;
     begun.map_err(classify)?;
     let ids: Vec<i64> = drawn.map_err(classify)?.try_get(0).map_err(classify)?;
-    let numbered = number_rows(group.iter().map(|request| &request.rows), &ids, seals)
+    let numbered = number_rows(group.iter().map(|request| &request.rows), &ids)
         .map_err(|_| StorageError::unavailable("a group's rows could not be numbered"))?;
     let target = CopyTarget::InOpenTransaction {
         client,
         statement: &copy,
     };
     let stored = copy_in(target, futures_util::stream::iter([numbered.stream])).await?;
-    let parameters = numbered.postings.parameters();
-    let posted = client.execute(&insert_postings, &parameters);
-    let batched = async {
-        match &insert_batch {
-            Some(insert) => client.execute(insert, &[&numbered.batch]).await,
-            None => Ok(0),
-        }
-    };
-    let (posted, batched, committed) =
-        futures_util::future::join3(posted, batched, client.batch_execute("COMMIT")).await;
-    // A COMMIT after a failed statement rolls back without an error: the inserts'
-    // failures are the group's.
-    posted.map_err(classify)?;
-    batched.map_err(classify)?;
+    let (inserted, committed) = futures_util::future::join(
+        client.execute(&insert, &[&numbered.batch]),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    // A COMMIT after a failed statement rolls back without an error: the insert's
+    // failure is the group's.
+    inserted.map_err(classify)?;
     committed.map_err(classify_at_commit)?;
     Ok(stored)
 }
