@@ -15,22 +15,27 @@
 use tokio_postgres::Client;
 
 use super::builder::{INSERT_POSTINGS, PostingCollector};
+use crate::merkle::unix_micros;
+use crate::repository::event_ts_at;
 use crate::storage_error::{StorageError, classify};
 use crate::tree::order::SEQUENCE_VALUE;
 
 /// The advisory lock of a posting step ("auditpst").
 pub const POSTER_LOCK: i64 = 0x6175_6469_7470_7374;
 
-/// Events read and posted in one step (one transaction).
-const STEP_EVENTS: i64 = 1 << 16;
+/// Ids read and posted in one step (one transaction).
+const STEP_IDS: i64 = 1 << 16;
 
 const STATE: &str = "SELECT id_floor, settle_bound, settle_xid::text::bigint, \
          pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
      FROM search_postings_state";
 
-const EVENTS_ABOVE: &str = "SELECT id, application_name, event_kind, \
-         (extract(epoch FROM event_ts) * 1000000)::bigint \
-     FROM events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3";
+/// The events of a step's ids, in no order: a range of the primary key, read without
+/// a sort (an ORDER BY with a LIMIT made the planner sort every partition's rows,
+/// 1.6 us a row against 0.4 measured), with `event_ts` decoded here rather than
+/// through numeric arithmetic in SQL.
+const EVENTS_BETWEEN: &str = "SELECT id, application_name, event_kind, event_ts \
+     FROM events WHERE id > $1 AND id <= $2";
 
 /// What a step did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,22 +84,20 @@ pub async fn post_step(client: &mut Client) -> Result<Posted, StorageError> {
             return Ok(Posted::Waiting);
         }
     };
+    let reached = end.min(floor.saturating_add(STEP_IDS));
     let events = transaction
-        .query(EVENTS_ABOVE, &[&floor, &end, &STEP_EVENTS])
+        .query(EVENTS_BETWEEN, &[&floor, &reached])
         .await
         .map_err(classify)?;
     let mut collector = PostingCollector::default();
-    let mut last = floor;
     for row in &events {
         let id: i64 = row.try_get(0).map_err(classify)?;
         let application: &str = row.try_get(1).map_err(classify)?;
         let kind: &str = row.try_get(2).map_err(classify)?;
-        let event_ts_micros: i64 = row.try_get(3).map_err(classify)?;
-        collector.push(id, application.as_bytes(), kind.as_bytes(), event_ts_micros);
-        last = id;
+        let event_ts = unix_micros(event_ts_at(row, 3, id)?);
+        collector.push(id, application.as_bytes(), kind.as_bytes(), event_ts);
     }
-    let more = events.len() as i64 >= STEP_EVENTS;
-    let reached = if more { last } else { end };
+    let more = reached < end;
     let posted = collector.into_rows();
     if !posted.is_empty() {
         transaction
