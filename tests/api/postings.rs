@@ -152,6 +152,34 @@ async fn the_poster_waits_for_a_transaction_that_commits_late() {
     assert_postings_hold_the_events(&database).await;
 }
 
+/// Ids far apart (the sequence set ahead, as by hand or an adopted table's): the
+/// poster steps from one event to the next rather than through the ids between.
+#[tokio::test]
+async fn the_poster_steps_over_ids_never_drawn() {
+    let database = TestDatabase::create_migrated().await;
+    insert_by_hand(&database, "", 1, 30).await;
+    (database.client().await)
+        .batch_execute("SELECT setval('events_id_seq', 900000)")
+        .await
+        .unwrap();
+    insert_by_hand(&database, "", 31, 40).await;
+
+    let mut client = database::connect(&database.settings).await.unwrap();
+    let mut steps = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Posted::PostedTo { to, .. } = post_step(&mut client).await.unwrap() {
+            steps += 1;
+            if to >= 900_010 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{steps} steps and not there");
+    }
+    assert!(steps <= 3, "{steps} steps");
+    assert_postings_hold_the_events(&database).await;
+}
+
 /// Inserts events `from..=to` by hand: applications `app0`..`app6` (or `name` for all),
 /// kinds `Kind0`..`Kind2`, an hour apart from 2024-01-01.
 async fn insert_by_hand(database: &TestDatabase, name: &str, from: i64, to: i64) {

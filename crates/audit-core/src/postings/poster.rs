@@ -30,6 +30,8 @@ const STATE: &str = "SELECT id_floor, settle_bound, settle_xid::text::bigint, \
          pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
      FROM search_postings_state";
 
+const FIRST_ID_BETWEEN: &str = "SELECT min(id) FROM events WHERE id > $1 AND id <= $2";
+
 /// The events of a step's ids, in no order: a range of the primary key, read without
 /// a sort (an ORDER BY with a LIMIT made the planner sort every partition's rows,
 /// 1.6 us a row against 0.4 measured), with `event_ts` decoded here rather than
@@ -84,7 +86,13 @@ pub async fn post_step(client: &mut Client) -> Result<Posted, StorageError> {
             return Ok(Posted::Waiting);
         }
     };
-    let reached = end.min(floor.saturating_add(STEP_IDS));
+    // From the first id above the floor: ids may be far apart (a sequence set ahead).
+    let first: Option<i64> = (transaction
+        .query_one(FIRST_ID_BETWEEN, &[&floor, &end])
+        .await)
+        .and_then(|row| row.try_get(0))
+        .map_err(classify)?;
+    let reached = first.map_or(end, |first| end.min(first.saturating_add(STEP_IDS - 1)));
     let events = transaction
         .query(EVENTS_BETWEEN, &[&floor, &reached])
         .await
