@@ -107,6 +107,54 @@ async fn a_rare_application_fills_every_page_from_the_postings() {
     assert_eq!(descending, expected);
 }
 
+/// `search.postings = false`: this server posts nothing, and its pages stay right,
+/// walking ids; switched on by a reload, it posts what was written meanwhile.
+#[tokio::test]
+async fn a_server_with_postings_off_posts_nothing_until_they_are_on() {
+    let mut app = spawn_app_with(|settings| {
+        settings.search.max_scan_rows = SCAN_ROWS;
+        settings.search.postings = false;
+    })
+    .await;
+    let mut rng = StdRng::seed_from_u64(28);
+    post_random(&app, &mut rng, 3).await;
+    let filter = Filter {
+        parameters: vec![("application_name", "rare".to_owned())],
+        conditions: vec!["application_name = 'rare'".to_owned()],
+    };
+    let expected = matching(&app, &filter, None).await;
+    assert!(!expected.is_empty());
+    // The poster would have taken a step or two by now.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let floor: Vec<i64> = app
+        .database
+        .column("SELECT id_floor FROM search_postings_state")
+        .await;
+    assert_eq!(floor, [0]);
+    assert_eq!(walk(&app, &filter, "asc", 10, false).await, expected);
+
+    let response = app
+        .reload_with(|settings| settings.search.postings = true)
+        .await;
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let posted: Vec<bool> = app
+            .database
+            .column(
+                "SELECT (SELECT id_floor FROM search_postings_state) \
+                     >= (SELECT max(id) FROM events)",
+            )
+            .await;
+        if posted == [true] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not post");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(walk(&app, &filter, "asc", 10, true).await, expected);
+}
+
 /// Events inserted by hand (as a bulk load does) are posted like those of the API:
 /// until then pages walk their ids and stay right; then each application's and day's
 /// postings are its ids, and pages are full.

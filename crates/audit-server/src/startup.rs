@@ -246,7 +246,11 @@ async fn post_search_postings_periodically(state: web::Data<AppState>) {
     let mut interval = tokio::time::interval(POSTING_INTERVAL);
     loop {
         interval.tick().await;
-        let repository = state.runtime().repository.clone();
+        let runtime = state.runtime();
+        if !runtime.settings.search.postings {
+            continue;
+        }
+        let repository = runtime.repository.clone();
         let mut rows = 0;
         loop {
             match repository.post_search_postings().await {

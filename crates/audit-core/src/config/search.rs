@@ -18,6 +18,10 @@ pub struct SearchSettings {
     pub indexes: Vec<SearchIndex>,
     /// Whether `audit-migrate` builds the GIN index `payload_contains` uses.
     pub payload_index: bool,
+    /// Whether this server posts committed events to the search postings
+    /// (`postings::poster`). Off, pages still use what is posted (by other servers, or
+    /// before), and walk the ids above it.
+    pub postings: bool,
 }
 
 impl Default for SearchSettings {
@@ -26,6 +30,7 @@ impl Default for SearchSettings {
             max_scan_rows: 10_000,
             indexes: Vec::new(),
             payload_index: false,
+            postings: true,
         }
     }
 }
