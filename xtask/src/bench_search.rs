@@ -248,7 +248,7 @@ fn measure_reads(
 ) -> anyhow::Result<(String, Vec<f64>)> {
     let through = match ceilings {
         None => "through the three B-tree indexes",
-        Some(_) => "through the search postings (sealing on, no B-tree index)",
+        Some(_) => "through the search postings (no B-tree index)",
     };
     let mut measured_ceilings = Vec::new();
     // The server looks for the indexes when it starts and every 5 s after.
