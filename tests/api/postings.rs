@@ -200,6 +200,41 @@ async fn the_poster_waits_for_a_transaction_that_commits_late() {
     assert_postings_hold_the_events(&database).await;
 }
 
+/// An application within one day: candidates from the day's postings, only those in
+/// the application's postings read; full pages both ways, equal to the ground truth.
+#[tokio::test]
+async fn an_application_within_a_day_reads_the_days_candidates_narrowed() {
+    let app = app_scanning_few_rows().await;
+    (app.database.client().await)
+        .batch_execute(
+            "INSERT INTO events (event_ts, application_name, event_kind, payload) \
+             SELECT timestamptz '2024-01-01T00:00:00Z' + n * interval '5 minutes', \
+                    'app' || (n % 7), 'Kind' || (n % 3), '{}' \
+             FROM generate_series(1, 5000) AS n",
+        )
+        .await
+        .unwrap();
+    wait_for_postings(&app.database).await;
+    let filter = Filter {
+        parameters: vec![
+            ("application_name", "app3".to_owned()),
+            ("since", "2024-01-05T00:00:00Z".to_owned()),
+            ("until", "2024-01-06T00:00:00Z".to_owned()),
+        ],
+        conditions: vec![
+            "application_name = 'app3'".to_owned(),
+            "event_ts >= '2024-01-05T00:00:00Z'".to_owned(),
+            "event_ts < '2024-01-06T00:00:00Z'".to_owned(),
+        ],
+    };
+    let expected = matching(&app, &filter, None).await;
+    assert!(expected.len() > 10, "{} matches", expected.len());
+    assert_eq!(walk(&app, &filter, "asc", 3, true).await, expected);
+    let mut descending = walk(&app, &filter, "desc", 3, true).await;
+    descending.reverse();
+    assert_eq!(descending, expected);
+}
+
 /// Ids far apart (the sequence set ahead, as by hand or an adopted table's): the
 /// poster steps from one event to the next rather than through the ids between.
 #[tokio::test]

@@ -478,7 +478,9 @@ async fn read_with_postings(
         Direction::Descending => (i64::MIN, token.unwrap_or(i64::MAX).min(floor + 1)),
         Direction::Ascending => (token.unwrap_or(i64::MIN), floor + 1),
     };
-    let mut candidates = Candidates::new(posted.plan, direction, low, high);
+    let mut plan = posted.plan;
+    let narrowing = plan.take_narrowing();
+    let mut candidates = Candidates::new(plan, direction, low, high);
     let mut wanted = FIRST_CANDIDATES;
     let mut examined = None;
     if low < high - 1 {
@@ -496,6 +498,14 @@ async fn read_with_postings(
             let Some(&last) = ids.last() else { break };
             budget -= ids.len() as i64;
             examined = Some(last);
+            let ids = match &narrowing {
+                Some(narrowing) => narrowing.retain(client, ids).await?,
+                None => ids,
+            };
+            wanted = wanted.saturating_mul(4);
+            if ids.is_empty() {
+                continue;
+            }
             let rest = limit - handed.get();
             let parameters: Vec<&(dyn ToSql + Sync)> = vec![&ids, &rest];
             let order = match direction {
@@ -508,7 +518,6 @@ async fn read_with_postings(
             if handed.get() >= limit {
                 return Ok(PageEnd::default());
             }
-            wanted = wanted.saturating_mul(4);
         }
     }
     if direction == Direction::Descending {

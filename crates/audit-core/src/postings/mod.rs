@@ -18,7 +18,7 @@ mod read;
 
 pub use builder::{INSERT_POSTINGS, PostingCollector, PostingRows};
 pub use poster::{POSTER_LOCK, Posted, post_step};
-pub use read::{Candidates, PostingPlan, posted_floor};
+pub use read::{Candidates, Narrowing, PostingPlan, posted_floor};
 
 /// Most ids in one row: a row stays near 2 KiB, read whole by a page.
 pub const MAX_IDS: usize = 1024;

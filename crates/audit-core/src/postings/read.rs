@@ -58,11 +58,64 @@ pub async fn posted_floor(client: &deadpool_postgres::Client) -> Result<Option<i
 }
 
 /// The postings a filtered page takes its candidates from: one field's, of any of
-/// these keys.
+/// these keys; and those of a second condition, if the filter has one, which its
+/// candidates must also be in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostingPlan {
     field: Field,
     keys: Vec<i64>,
+    narrowing: Option<Narrowing>,
+}
+
+/// A second condition's postings, which a candidate must be in to be read at all
+/// (an application's, within a day): a candidate that is not cannot match, since the
+/// postings hold every event up to their floor under each of its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Narrowing {
+    field: Field,
+    keys: Vec<i64>,
+}
+
+/// The rows of a narrowing's keys that can hold ids from `$3` to `$4` (a row spans
+/// less than `MAX_SPAN`, so its last id lies below `$4` plus that).
+const ROWS_OVERLAPPING: &str = "SELECT first_id, ids FROM search_postings \
+     WHERE field = $1 AND key = ANY($2::bigint[]) AND last_id >= $3::bigint \
+         AND last_id < $4::bigint + 65536 AND first_id <= $4::bigint";
+
+impl Narrowing {
+    /// `candidates` (in a page's order) less those in none of these postings.
+    pub async fn retain(
+        &self,
+        client: &deadpool_postgres::Client,
+        candidates: Vec<i64>,
+    ) -> Result<Vec<i64>, StorageError> {
+        let (Some(&low), Some(&high)) = (candidates.iter().min(), candidates.iter().max()) else {
+            return Ok(candidates);
+        };
+        let statement = client
+            .prepare_cached(ROWS_OVERLAPPING)
+            .await
+            .map_err(classify)?;
+        let field = self.field.code();
+        let rows = client
+            .query(&statement, &[&field, &self.keys, &low, &high])
+            .await
+            .map_err(classify)?;
+        let mut posted = BTreeSet::new();
+        for row in &rows {
+            let first_id: i64 = row.try_get(0).map_err(classify)?;
+            let ids: &[u8] = row.try_get(1).map_err(classify)?;
+            decode(first_id, ids, |id| {
+                if (low..=high).contains(&id) {
+                    posted.insert(id);
+                }
+            })
+            .ok_or_else(|| StorageError::unavailable("a torn search posting"))?;
+        }
+        let mut kept = candidates;
+        kept.retain(|id| posted.contains(id));
+        Ok(kept)
+    }
 }
 
 impl PostingPlan {
@@ -79,22 +132,53 @@ impl PostingPlan {
             }
             _ => None,
         };
-        let texts = |texts: &[String]| texts.iter().map(|text| text_key(text)).collect();
-        let plan = |field, keys: Vec<i64>| Some(Self { field, keys }.deduplicated());
+        let texts =
+            |texts: &[String]| -> Vec<i64> { texts.iter().map(|text| text_key(text)).collect() };
+        let kinds = (!filter.kinds.is_empty()).then(|| texts(&filter.kinds));
+        let applications = applications.map(texts);
+        let narrowing = |field, keys: Option<Vec<i64>>| {
+            keys.map(|keys| Narrowing {
+                field,
+                keys: deduplicated(keys),
+            })
+        };
+        let plan = |field, keys: Vec<i64>, narrowing: Option<Narrowing>| {
+            Some(Self {
+                field,
+                keys: deduplicated(keys),
+                narrowing,
+            })
+        };
         match (days, applications) {
-            (Some(days), _) if days.len() as i64 <= NARROW_DAYS => plan(Field::Day, days),
-            (_, Some(applications)) => plan(Field::Application, texts(applications)),
-            _ if !filter.kinds.is_empty() => plan(Field::Kind, texts(&filter.kinds)),
-            (Some(days), None) if days.len() as i64 <= WIDE_DAYS => plan(Field::Day, days),
+            (Some(days), applications) if days.len() as i64 <= NARROW_DAYS => {
+                let second = match applications {
+                    Some(applications) => narrowing(Field::Application, Some(applications)),
+                    None => narrowing(Field::Kind, kinds),
+                };
+                plan(Field::Day, days, second)
+            }
+            (_, Some(applications)) => plan(
+                Field::Application,
+                applications,
+                narrowing(Field::Kind, kinds),
+            ),
+            _ if kinds.is_some() => plan(Field::Kind, kinds.unwrap_or_default(), None),
+            (Some(days), None) if days.len() as i64 <= WIDE_DAYS => plan(Field::Day, days, None),
             _ => None,
         }
     }
 
-    fn deduplicated(mut self) -> Self {
-        self.keys.sort_unstable();
-        self.keys.dedup();
-        self
+    /// The second condition's postings, if any, for the page to apply itself (the
+    /// plan goes to its [`Candidates`]).
+    pub fn take_narrowing(&mut self) -> Option<Narrowing> {
+        self.narrowing.take()
     }
+}
+
+fn deduplicated(mut keys: Vec<i64>) -> Vec<i64> {
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The ids the postings of a plan hold within a range, handed out in a page's order,
@@ -273,6 +357,17 @@ mod tests {
         let plan = PostingPlan::for_filter(Some(&apps), &day).unwrap();
         assert_eq!(plan.field, Field::Day);
         assert_eq!(plan.keys, vec![20_254]);
+        let narrowing = Narrowing {
+            field: Field::Application,
+            keys: vec![text_key("app010")],
+        };
+        assert_eq!(plan.narrowing, Some(narrowing));
+        let plan = PostingPlan::for_filter(None, &day).unwrap();
+        let narrowing = Narrowing {
+            field: Field::Kind,
+            keys: vec![text_key("Kind07")],
+        };
+        assert_eq!((plan.field, plan.narrowing), (Field::Day, Some(narrowing)));
 
         let month = EventFilter {
             since: at("2025-06-01T00:00:00Z"),
