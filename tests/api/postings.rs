@@ -99,10 +99,21 @@ async fn a_rare_application_fills_every_page_from_the_postings() {
         parameters: vec![("application_name", "rare".to_owned())],
         conditions: vec!["application_name = 'rare'".to_owned()],
     };
-    let expected = matching(&app, &filter, None).await;
-    assert!(expected.len() > 20, "{} rare events", expected.len());
-    assert_eq!(walk(&app, &filter, "asc", 10, true).await, expected);
-    let mut descending = walk(&app, &filter, "desc", 10, true).await;
+    assert_full_pages_both_ways(&app, &filter, 10, 20).await;
+}
+
+/// Walks `filter` both ways in pages of `page_size`, each full but the last, and
+/// finds its more than `more_than` matches, as SQL does.
+async fn assert_full_pages_both_ways(
+    app: &TestApp,
+    filter: &Filter,
+    page_size: u32,
+    more_than: usize,
+) {
+    let expected = matching(app, filter, None).await;
+    assert!(expected.len() > more_than, "{} matches", expected.len());
+    assert_eq!(walk(app, filter, "asc", page_size, true).await, expected);
+    let mut descending = walk(app, filter, "desc", page_size, true).await;
     descending.reverse();
     assert_eq!(descending, expected);
 }
@@ -227,12 +238,7 @@ async fn an_application_within_a_day_reads_the_days_candidates_narrowed() {
             "event_ts < '2024-01-06T00:00:00Z'".to_owned(),
         ],
     };
-    let expected = matching(&app, &filter, None).await;
-    assert!(expected.len() > 10, "{} matches", expected.len());
-    assert_eq!(walk(&app, &filter, "asc", 3, true).await, expected);
-    let mut descending = walk(&app, &filter, "desc", 3, true).await;
-    descending.reverse();
-    assert_eq!(descending, expected);
+    assert_full_pages_both_ways(&app, &filter, 3, 10).await;
 }
 
 /// Ids far apart (the sequence set ahead, as by hand or an adopted table's): the
