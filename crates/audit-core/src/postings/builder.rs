@@ -1,12 +1,12 @@
-//! The writing side: the rows of a set of events (a writer's group, a backfill step),
-//! ready to be inserted with one statement.
+//! The writing side: the rows of a poster step's events, ready to be inserted with one
+//! statement.
 
 use std::collections::HashMap;
 
 use tokio_postgres::types::ToSql;
 
 use super::ids::encode;
-use super::{Field, MAX_IDS, MAX_SPAN, bytes_key, day_key};
+use super::{Field, MAX_IDS, MAX_SPAN, day_key, text_key};
 
 /// Inserts [`PostingRows`] ([`PostingRows::parameters`]).
 pub const INSERT_POSTINGS: &str = "INSERT INTO search_postings (field, key, first_id, last_id, ids) \
@@ -19,12 +19,11 @@ pub struct PostingCollector {
 }
 
 impl PostingCollector {
-    /// One event: its id, the UTF-8 bytes of its application and kind, and its
-    /// `event_ts` in microseconds since 1970.
-    pub fn push(&mut self, id: i64, application: &[u8], kind: &[u8], event_ts_micros: i64) {
+    /// One event: its id, application, kind, and `event_ts` in microseconds since 1970.
+    pub fn push(&mut self, id: i64, application: &str, kind: &str, event_ts_micros: i64) {
         for key in [
-            (Field::Application, bytes_key(application)),
-            (Field::Kind, bytes_key(kind)),
+            (Field::Application, text_key(application)),
+            (Field::Kind, text_key(kind)),
             (Field::Day, day_key(event_ts_micros)),
         ] {
             self.by_key.entry(key).or_default().push(id);
@@ -82,6 +81,7 @@ impl PostingRows {
     }
 
     /// Each row's field code, key and ids.
+    #[cfg(test)]
     pub fn rows(&self) -> impl Iterator<Item = (i16, i64, Vec<i64>)> + '_ {
         (0..self.len()).map(|at| {
             let ids = super::ids_of(self.first_ids[at], &self.ids[at]).unwrap_or_default();
@@ -106,7 +106,6 @@ fn pieces(ids: &[i64]) -> impl Iterator<Item = &[i64]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postings::text_key;
 
     const DAY: i64 = 86_400_000_000;
 
@@ -122,9 +121,9 @@ mod tests {
     #[test]
     fn each_key_gets_its_events_ids_ascending() {
         let mut collector = PostingCollector::default();
-        collector.push(9, b"billing", b"Refund", 3 * DAY + 5);
-        collector.push(2, b"login", b"Refund", 3 * DAY);
-        collector.push(4, b"billing", b"Login", 4 * DAY - 1);
+        collector.push(9, "billing", "Refund", 3 * DAY + 5);
+        collector.push(2, "login", "Refund", 3 * DAY);
+        collector.push(4, "billing", "Login", 4 * DAY - 1);
         let rows = collector.into_rows();
 
         assert_eq!(
@@ -147,7 +146,7 @@ mod tests {
     fn rows_are_cut_by_count_and_span() {
         let mut collector = PostingCollector::default();
         for id in 0..2500 {
-            collector.push(id, b"billing", b"Kind", DAY);
+            collector.push(id, "billing", "Kind", DAY);
         }
         let rows = collector.into_rows();
         let sizes: Vec<usize> = (rows_of(&rows, Field::Application, text_key("billing")).iter())
@@ -157,7 +156,7 @@ mod tests {
 
         let mut collector = PostingCollector::default();
         for id in [0, MAX_SPAN - 1, MAX_SPAN] {
-            collector.push(id, b"x", b"Kind", DAY);
+            collector.push(id, "x", "Kind", DAY);
         }
         let rows = collector.into_rows();
         assert_eq!(

@@ -16,9 +16,10 @@ mod ids;
 mod poster;
 mod read;
 
-pub use builder::{INSERT_POSTINGS, PostingCollector, PostingRows};
 pub use poster::{POSTER_LOCK, Posted, post_step};
 pub use read::{Candidates, Narrowing, PostingPlan, posted_floor};
+
+use crate::merkle::text_fingerprint;
 
 /// Most ids in one row: a row stays near 2 KiB, read whole by a page.
 pub const MAX_IDS: usize = 1024;
@@ -58,12 +59,7 @@ pub fn ids_of(first_id: i64, bytes: &[u8]) -> Option<Vec<i64>> {
 
 /// The key of a text: its fingerprint, as leaf records keep it.
 pub fn text_key(text: &str) -> i64 {
-    bytes_key(text.as_bytes())
-}
-
-/// The key of a text's UTF-8 bytes (as a COPY row holds them).
-fn bytes_key(bytes: &[u8]) -> i64 {
-    i64::from(crc32fast::hash(bytes))
+    i64::from(u32::from_be_bytes(text_fingerprint(text)))
 }
 
 /// The key of a timestamp, in microseconds since 1970: its day.

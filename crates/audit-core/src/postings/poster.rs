@@ -103,7 +103,7 @@ pub async fn post_step(client: &mut Client) -> Result<Posted, StorageError> {
         let application: &str = row.try_get(1).map_err(classify)?;
         let kind: &str = row.try_get(2).map_err(classify)?;
         let event_ts = unix_micros(event_ts_at(row, 3, id)?);
-        collector.push(id, application.as_bytes(), kind.as_bytes(), event_ts);
+        collector.push(id, application, kind, event_ts);
     }
     let more = reached < end;
     let posted = collector.into_rows();
