@@ -225,29 +225,6 @@ impl EventRepository {
         Ok(found)
     }
 
-    /// One step of the search postings' poster ([`postings::post_step`]).
-    pub async fn post_search_postings(&self) -> Result<postings::Posted, StorageError> {
-        let client = connection_from(&self.pools.current()).await?;
-        bounded(client, self.deadline, timed_out, async |client| {
-            postings::post_step(client).await
-        })
-        .await
-    }
-
-    /// Analyzes the search postings, after the poster wrote many rows at once (a whole
-    /// table's): until autovacuum does, the planner may read and sort a key's every row
-    /// to find its newest.
-    pub async fn analyze_search_postings(&self) -> Result<(), StorageError> {
-        let client = connection_from(&self.pools.current()).await?;
-        bounded(client, self.deadline, timed_out, async |client| {
-            client
-                .batch_execute("ANALYZE search_postings")
-                .await
-                .map_err(classify)
-        })
-        .await
-    }
-
     /// The calling thread's pool: its connections' I/O runs on this thread.
     pub fn pool(&self) -> Pool {
         self.pools.current()

@@ -10,6 +10,7 @@ pub mod keygen_command;
 pub mod metrics;
 pub mod middleware;
 pub mod partitions;
+pub mod postings;
 pub mod reload;
 pub mod replicas;
 pub mod request_log;

@@ -11,7 +11,6 @@ use anyhow::Context;
 use audit_core::access::Actor;
 use audit_core::config::ConfigSource;
 use audit_core::idempotency;
-use audit_core::postings::Posted;
 use audit_core::storage_error::cause_chain;
 use audit_core::tree::Signing;
 use socket2::{Domain, Socket, Type};
@@ -22,7 +21,9 @@ use crate::settings::{AuthMode, Settings};
 use crate::state::{AppState, Runtime};
 use crate::telemetry::LogControl;
 use crate::tls::{self, ReloadableCertificate};
-use crate::{auth, http_server, integrity, metrics, partitions, reload, replicas, routes};
+use crate::{
+    auth, http_server, integrity, metrics, partitions, postings, reload, replicas, routes,
+};
 
 /// How often the `database_ready` gauge is refreshed between `/ready` calls, so that
 /// alerts see an outage even when nothing polls `/ready`.
@@ -33,11 +34,6 @@ const READINESS_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the server checks whether the optional index of scoped reads exists.
 const INDEX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the poster looks for committed events to post: a filtered page walks the
-/// ids above what is posted, so this bounds the walk at rest.
-const POSTING_INTERVAL: Duration = Duration::from_millis(250);
-/// Posting rows written in one go past which the postings are analyzed.
-const ANALYZE_AFTER_POSTING_ROWS: usize = 10_000;
 
 pub struct Application {
     port: u16,
@@ -140,7 +136,7 @@ impl Application {
         let upkeep = tokio::spawn(drain_histograms_periodically(self.state.clone()));
         let tokens = tokio::spawn(auth::upkeep::keep_tokens_current(self.state.clone()));
         let index = tokio::spawn(detect_search_indexes_periodically(self.state.clone()));
-        let postings = tokio::spawn(post_search_postings_periodically(self.state.clone()));
+        let postings = tokio::spawn(postings::keep_postings_posted(self.state.clone()));
         let partitions = tokio::spawn(partitions::keep_partitions(self.state.clone()));
         let replicas = tokio::spawn(replicas::probe_replicas_periodically(self.state.clone()));
         // The sealer stops when this sender drops: when the server stops, or when a
@@ -235,47 +231,6 @@ async fn detect_search_indexes_periodically(state: web::Data<AppState>) {
                 "filtered reads whose every condition has one of these indexes read through \
                  them; others scan a bounded range of ids"
             );
-        }
-    }
-}
-
-/// Posts the committed events to the search postings (`audit_core::postings`): a
-/// step at once after one that left more to post, otherwise one every
-/// `POSTING_INTERVAL`.
-async fn post_search_postings_periodically(state: web::Data<AppState>) {
-    let mut interval = tokio::time::interval(POSTING_INTERVAL);
-    loop {
-        interval.tick().await;
-        let runtime = state.runtime();
-        if !runtime.settings.search.postings {
-            continue;
-        }
-        let repository = runtime.repository.clone();
-        let mut rows = 0;
-        loop {
-            match repository.post_search_postings().await {
-                Ok(Posted::PostedTo {
-                    rows: posted, more, ..
-                }) => {
-                    rows += posted;
-                    if !more {
-                        break;
-                    }
-                }
-                Ok(Posted::Busy | Posted::Waiting) => break,
-                Err(error) => {
-                    tracing::warn!(
-                        error = %cause_chain(&error),
-                        "could not post events to the search postings"
-                    );
-                    break;
-                }
-            }
-        }
-        if rows >= ANALYZE_AFTER_POSTING_ROWS
-            && let Err(error) = repository.analyze_search_postings().await
-        {
-            tracing::warn!(error = %cause_chain(&error), "could not analyze the search postings");
         }
     }
 }

@@ -1,0 +1,120 @@
+//! The search postings' poster in the server (`audit_core::postings`): every server
+//! runs it unless `search.postings` is off; the advisory lock of a step lets one at a
+//! time post. A step at once after one that left more to post, otherwise one every
+//! `POSTING_INTERVAL`.
+
+use std::time::Duration;
+
+use actix_web::web;
+use audit_core::config::PostgresSettings;
+use audit_core::database;
+use audit_core::postings::{self, Posted};
+use audit_core::storage_error::{StorageError, call_deadline, cause_chain, classify};
+use deadpool_postgres::tokio_postgres::Client;
+
+use crate::state::AppState;
+
+/// How often the poster looks for committed events to post: a filtered page walks the
+/// ids above what is posted, so this bounds the walk at rest.
+const POSTING_INTERVAL: Duration = Duration::from_millis(250);
+/// Posting rows written in one go past which the postings are analyzed.
+const ANALYZE_AFTER_POSTING_ROWS: usize = 10_000;
+
+/// Posts until the server stops.
+///
+/// The poster has a connection of its own, as the sealer has: catching up on a bulk
+/// load is step after step, and a connection taken from a request pool for each would
+/// leave the requests of that thread one fewer for as long.
+pub async fn keep_postings_posted(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(POSTING_INTERVAL);
+    let mut client: Option<Client> = None;
+    loop {
+        interval.tick().await;
+        let runtime = state.runtime();
+        if !runtime.settings.search.postings {
+            // Leaving the posting to other servers: no connection held for it.
+            client = None;
+            continue;
+        }
+        let postgres = &runtime.settings.postgres;
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = connect(postgres).await;
+        }
+        let Some(connection) = client.as_mut() else {
+            continue;
+        };
+        let deadline = call_deadline(postgres.statement_timeout());
+        match post_while_more(connection, deadline).await {
+            Ok(rows) => {
+                if rows >= ANALYZE_AFTER_POSTING_ROWS
+                    && let Err(error) = analyze(connection, deadline).await
+                {
+                    tracing::warn!(
+                        error = %cause_chain(&error),
+                        "could not analyze the search postings"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = %cause_chain(&error),
+                    "could not post events to the search postings"
+                );
+                // The connection may be mid-statement or broken: a new one next time.
+                client = None;
+            }
+        }
+    }
+}
+
+/// A connection whose statements are bounded like the pools' are, or none while the
+/// database cannot be reached (the next tick tries again).
+async fn connect(postgres: &PostgresSettings) -> Option<Client> {
+    let client = match database::connect(postgres).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::debug!(error = %cause_chain(&error), "the poster cannot connect");
+            return None;
+        }
+    };
+    let timeout = postgres.statement_timeout().as_millis();
+    client
+        .batch_execute(&format!("SET statement_timeout = {timeout}"))
+        .await
+        .ok()?;
+    Some(client)
+}
+
+/// Steps until nothing is left to post now; returns the posting rows written.
+async fn post_while_more(client: &mut Client, deadline: Duration) -> Result<usize, StorageError> {
+    let mut rows = 0;
+    loop {
+        let step = tokio::time::timeout(deadline, postings::post_step(client))
+            .await
+            .map_err(|_| timed_out())??;
+        match step {
+            Posted::PostedTo {
+                rows: posted, more, ..
+            } => {
+                rows += posted;
+                if !more {
+                    return Ok(rows);
+                }
+            }
+            Posted::Busy | Posted::Waiting => return Ok(rows),
+        }
+    }
+}
+
+/// Until autovacuum does, the planner may read and sort a key's every row to find its
+/// newest after the poster wrote many at once (a whole table's).
+async fn analyze(client: &Client, deadline: Duration) -> Result<(), StorageError> {
+    tokio::time::timeout(deadline, client.batch_execute("ANALYZE search_postings"))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(classify)
+}
+
+fn timed_out() -> StorageError {
+    StorageError::unavailable("the database did not answer within the statement timeout")
+}
