@@ -5,11 +5,11 @@
 //! paths are route patterns (all unmatched paths are one value), and the application
 //! label of `events_inserted_total` holds at most a configured number of names.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, OnceLock};
 
 use actix_web::http::Method;
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::routes::EVENTS_PATH;
@@ -296,27 +296,39 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Hands out `application` label values, admitting new names until the limit.
+/// Hands out the `events_inserted_total` counter of each application, admitting new
+/// names as labels until the limit (later names share `OTHER_APPLICATION`'s). The
+/// handles are kept: a POST then looks up neither its label nor its counter in the
+/// recorder, which would build a key and hash its labels each time.
 #[derive(Debug, Default)]
 pub struct ApplicationLabels {
-    admitted: Mutex<HashSet<String>>,
+    admitted: Mutex<HashMap<String, Counter>>,
 }
 
 impl ApplicationLabels {
-    /// Takes the name by value: an admitted name is its own label, without a copy.
-    pub fn label_for(&self, application: String, limit: usize) -> String {
+    pub fn inserted_counter(&self, application: &str, limit: usize) -> Counter {
         let Ok(mut admitted) = self.admitted.lock() else {
-            return OTHER_APPLICATION.to_owned();
+            return inserted_counter(OTHER_APPLICATION);
         };
-        if admitted.contains(&application) {
-            return application;
+        if let Some(counter) = admitted.get(application) {
+            return counter.clone();
         }
-        if admitted.len() < limit {
-            admitted.insert(application.clone());
-            return application;
-        }
-        OTHER_APPLICATION.to_owned()
+        // Once the limit is reached `OTHER_APPLICATION` joins the map, past the
+        // limit, and nothing else is admitted after it.
+        let label = if admitted.len() < limit {
+            application
+        } else {
+            OTHER_APPLICATION
+        };
+        admitted
+            .entry(label.to_owned())
+            .or_insert_with(|| inserted_counter(label))
+            .clone()
     }
+}
+
+fn inserted_counter(label: &str) -> Counter {
+    counter!(EVENTS_INSERTED_TOTAL, "application" => label.to_owned())
 }
 
 #[cfg(test)]
@@ -327,10 +339,13 @@ mod tests {
     fn applications_beyond_the_limit_share_one_label() {
         let labels = ApplicationLabels::default();
 
-        assert_eq!(labels.label_for("a".to_owned(), 2), "a");
-        assert_eq!(labels.label_for("b".to_owned(), 2), "b");
-        assert_eq!(labels.label_for("c".to_owned(), 2), OTHER_APPLICATION);
-        assert_eq!(labels.label_for("a".to_owned(), 2), "a");
+        for application in ["a", "b", "c", "a", "d"] {
+            let _counter = labels.inserted_counter(application, 2);
+        }
+
+        let mut admitted: Vec<String> = labels.admitted.lock().unwrap().keys().cloned().collect();
+        admitted.sort();
+        assert_eq!(admitted, ["__other__", "a", "b"]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `POST /api/event` and `GET /api/event`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
@@ -10,15 +12,13 @@ use audit_core::copy::EncodedRows;
 use audit_core::filter::Direction;
 use audit_core::idempotency::{self, IdempotencyKey, InvalidKey, KeyedOutcome, KeyedWrite};
 use audit_core::storage_error::call_deadline;
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 use sha2::{Digest, Sha256};
 
 use crate::auth;
 use crate::body::{BodyLimits, read_limited};
 use crate::errors::{ApiError, Detail};
-use crate::metrics::{
-    DB_STATEMENT_DURATION_SECONDS, EVENTS_INSERTED_TOTAL, INJECTED_FAILURES_TOTAL,
-};
+use crate::metrics::{DB_STATEMENT_DURATION_SECONDS, INJECTED_FAILURES_TOTAL};
 use crate::routes::EVENTS_PATH;
 use crate::slow_readers::DeadlineBody;
 use crate::state::{AppState, Runtime};
@@ -65,7 +65,7 @@ pub async fn post_events(
     let request_hash = key.as_ref().map(|_| Sha256::digest(&body));
     drop(body);
     let (rows, per_application) = batch.into_parts();
-    let per_application = application_labels(&state, &runtime, per_application);
+    let per_application = inserted_counters(&state, &runtime, &per_application);
     if let (Some(key), Some(request_hash)) = (key, request_hash) {
         return post_keyed(&runtime, &key, &request_hash, &rows, per_application).await;
     }
@@ -113,7 +113,7 @@ async fn post_keyed(
     key: &IdempotencyKey,
     request_hash: &[u8],
     rows: &EncodedRows,
-    per_application: Vec<(String, u64)>,
+    per_application: Vec<(Counter, u64)>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = runtime.settings.idempotency.ttl();
     let pool = &runtime.repository.pool();
@@ -213,33 +213,49 @@ async fn timed<T, E>(
 ) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
-    histogram!(DB_STATEMENT_DURATION_SECONDS, "statement" => statement)
-        .record(started.elapsed().as_secs_f64());
+    statement_histogram(statement).record(started.elapsed().as_secs_f64());
     result
 }
 
-/// The `application` label of each name, under the configured limit of names; the
-/// counts keep the batch's order of first appearance.
-fn application_labels(
+thread_local! {
+    /// Statement -> its duration histogram, per worker thread: the statements are a
+    /// fixed few, and a look-up in the recorder builds a key and hashes its labels.
+    static STATEMENT_HISTOGRAMS: RefCell<HashMap<&'static str, Histogram>> =
+        RefCell::default();
+}
+
+fn statement_histogram(statement: &'static str) -> Histogram {
+    STATEMENT_HISTOGRAMS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(statement)
+            .or_insert_with(|| histogram!(DB_STATEMENT_DURATION_SECONDS, "statement" => statement))
+            .clone()
+    })
+}
+
+/// The `events_inserted_total` counter of each application of the batch, with its
+/// count.
+fn inserted_counters(
     state: &AppState,
     runtime: &Runtime,
-    per_application: Vec<(String, u64)>,
-) -> Vec<(String, u64)> {
+    per_application: &[(String, u64)],
+) -> Vec<(Counter, u64)> {
     let limit = runtime.settings.metrics.max_application_labels;
     per_application
-        .into_iter()
+        .iter()
         .map(|(application, count)| {
-            (
-                state.application_labels.label_for(application, limit),
-                count,
-            )
+            let counter = state
+                .application_labels
+                .inserted_counter(application, limit);
+            (counter, *count)
         })
         .collect()
 }
 
 /// Counts committed events; called only after the commit.
-fn record_inserted(per_application: Vec<(String, u64)>) {
-    for (label, count) in per_application {
-        counter!(EVENTS_INSERTED_TOTAL, "application" => label).increment(count);
+fn record_inserted(per_application: Vec<(Counter, u64)>) {
+    for (counter, count) in per_application {
+        counter.increment(count);
     }
 }
