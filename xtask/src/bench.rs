@@ -22,7 +22,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -110,6 +110,11 @@ impl BenchEnvironment {
         }
     }
 
+    /// Where every server the benchmark starts writes its log.
+    pub(crate) fn server_log(&self) -> PathBuf {
+        self.directory.join("server.log")
+    }
+
     pub(crate) fn run_recorded(&self, command: &mut Command) -> anyhow::Result<()> {
         self.record(command);
         run_checked(command)
@@ -146,6 +151,12 @@ impl BenchEnvironment {
             commands: RefCell::default(),
         };
         std::fs::create_dir_all(&context.directory)?;
+        // Each run's servers append to it: one run's log only.
+        if let Err(error) = std::fs::remove_file(context.server_log())
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(error.into());
+        }
         Ok(context)
     }
 }
@@ -691,20 +702,29 @@ fn run_wrk_measured(
     let result = run_wrk(&mut command)?;
     let after = CpuSample::take(server_pid)?;
     if result.non_success > 0 {
-        print_error_responses();
+        print_error_responses(&context.server_log());
     }
     let requests = result.requests_per_second * f64::from(seconds);
     Ok((result, before.per_request(&after, requests)))
 }
 
-/// What the server answered besides 2xx so far, from its own metrics, so that a
-/// failed run says which errors it saw.
-fn print_error_responses() {
+/// What the server answered besides 2xx so far, from its own metrics, and the causes
+/// its log gives for the failed requests, so that a failed run says which errors it
+/// saw and why.
+fn print_error_responses(server_log: &Path) {
     let metrics = curl(&["-s", &format!("http://127.0.0.1:{PORT}/metrics")]).unwrap_or_default();
     for line in metrics.lines().filter(|line| {
         line.starts_with("http_responses_total") && !line.contains("status_code=\"2")
     }) {
         eprintln!("error responses so far: {line}");
+    }
+    let log = std::fs::read_to_string(server_log).unwrap_or_default();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("request failed"))
+        .collect();
+    for line in &failures[failures.len().saturating_sub(10)..] {
+        eprintln!("server log: {line}");
     }
 }
 
@@ -889,7 +909,13 @@ pub(crate) fn write_server_config(
 
 pub(crate) fn start_server(context: &BenchEnvironment, config: &Path) -> anyhow::Result<Child> {
     let mut command = Command::new(context.binaries.join("audit-server"));
-    command.arg("--config").arg(config).stdout(Stdio::null());
+    // Its log (warnings and errors, with the cause of any failed request) goes to a
+    // file, so that a run with error responses can say why.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(context.server_log())?;
+    command.arg("--config").arg(config).stdout(log);
     context.record(&command);
     let child = command.spawn().context("failed to start audit-server")?;
     let deadline = Instant::now() + Duration::from_secs(20);
