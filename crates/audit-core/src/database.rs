@@ -84,6 +84,15 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Client, DatabaseErro
     connect_with(&config, settings).await
 }
 
+/// Opens one connection outside the pool whose statements are bounded as the pools'
+/// are: for a background task doing work of the pools' kind on a connection of its own.
+pub async fn connect_bounded(settings: &PostgresSettings) -> Result<Client, DatabaseError> {
+    let mut config = settings.connection_config()?;
+    config.connect_timeout(settings.connect_timeout());
+    with_statement_timeout(&mut config, settings.statement_timeout_ms);
+    connect_with(&config, settings).await
+}
+
 async fn connect_with(
     config: &tokio_postgres::Config,
     settings: &PostgresSettings,

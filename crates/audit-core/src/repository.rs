@@ -19,7 +19,9 @@ use crate::migrations;
 use crate::postings::{self, Candidates, PostingPlan};
 use crate::replicas::Replicas;
 use crate::search_index::{self, SearchIndex, SearchIndexes};
-use crate::storage_error::{StorageError, bounded, call_deadline, classify, connection_from};
+use crate::storage_error::{
+    StorageError, bounded, call_deadline, classify, connection_from, statement_timed_out,
+};
 use crate::thread_pools::ThreadPools;
 use crate::timestamp::EventTimestamp;
 
@@ -217,7 +219,7 @@ impl EventRepository {
     /// progress), and reads accordingly from now on.
     pub async fn refresh_search_indexes(&self) -> Result<SearchIndexes, StorageError> {
         let client = connection_from(&self.pools.current()).await?;
-        let found = bounded(client, self.deadline, timed_out, async |client| {
+        let found = bounded(client, self.deadline, statement_timed_out, async |client| {
             search_index::existing(client).await
         })
         .await?;
@@ -265,7 +267,7 @@ impl EventRepository {
     ) -> Result<PageEnd, StorageError> {
         let client = connection_from(pool).await?;
         let indexed = self.search_indexes().contains(SearchIndex::Application);
-        bounded(client, self.deadline, timed_out, async |client| {
+        bounded(client, self.deadline, statement_timed_out, async |client| {
             if let (Applications::Only(applications), false) = (scope, indexed) {
                 let everything = EventFilter::default();
                 if let Some(values) = FilterValues::new(Some(applications), &everything)
@@ -363,7 +365,7 @@ impl EventRepository {
         } = page;
         let indexes = self.search_indexes();
         let client = connection_from(pool).await?;
-        bounded(client, self.deadline, timed_out, async |client| {
+        bounded(client, self.deadline, statement_timed_out, async |client| {
             if !values.has_conditions() {
                 return read_unfiltered(client, direction, token, limit, accept).await;
             }
@@ -391,7 +393,7 @@ impl EventRepository {
     /// Succeeds when the database answers and has every migration of this build.
     pub async fn check_ready(&self) -> Result<(), StorageError> {
         let client = connection_from(&self.pools.current()).await?;
-        bounded(client, self.deadline, timed_out, async |client| {
+        bounded(client, self.deadline, statement_timed_out, async |client| {
             check_schema(client).await
         })
         .await
@@ -857,10 +859,6 @@ async fn hand_over(
         }
     }
     Ok(())
-}
-
-fn timed_out() -> StorageError {
-    StorageError::unavailable("the database did not answer within the statement timeout")
 }
 
 /// Succeeds when the connected database has every migration of this build.

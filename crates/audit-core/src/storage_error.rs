@@ -134,6 +134,11 @@ pub fn call_deadline(statement_timeout: Duration) -> Duration {
     statement_timeout + CLIENT_GRACE
 }
 
+/// The answer to a call that passed its deadline where nothing can have been stored.
+pub fn statement_timed_out() -> StorageError {
+    StorageError::unavailable("the database did not answer within the statement timeout")
+}
+
 /// Runs `work` on a pooled connection within `limit`. Past it the connection is taken
 /// out of the pool and closed (it may be mid-statement) and `on_timeout()` is the
 /// answer: a frozen server or a lost network path cannot make a caller wait forever.

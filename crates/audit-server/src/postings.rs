@@ -9,7 +9,9 @@ use actix_web::web;
 use audit_core::config::PostgresSettings;
 use audit_core::database;
 use audit_core::postings::{self, Posted};
-use audit_core::storage_error::{StorageError, call_deadline, cause_chain, classify};
+use audit_core::storage_error::{
+    StorageError, call_deadline, cause_chain, classify, statement_timed_out,
+};
 use deadpool_postgres::tokio_postgres::Client;
 
 use crate::state::AppState;
@@ -70,19 +72,13 @@ pub async fn keep_postings_posted(state: web::Data<AppState>) {
 /// A connection whose statements are bounded like the pools' are, or none while the
 /// database cannot be reached (the next tick tries again).
 async fn connect(postgres: &PostgresSettings) -> Option<Client> {
-    let client = match database::connect(postgres).await {
-        Ok(client) => client,
+    match database::connect_bounded(postgres).await {
+        Ok(client) => Some(client),
         Err(error) => {
             tracing::debug!(error = %cause_chain(&error), "the poster cannot connect");
-            return None;
+            None
         }
-    };
-    let timeout = postgres.statement_timeout().as_millis();
-    client
-        .batch_execute(&format!("SET statement_timeout = {timeout}"))
-        .await
-        .ok()?;
-    Some(client)
+    }
 }
 
 /// Steps until nothing is left to post now; returns the posting rows written.
@@ -91,7 +87,7 @@ async fn post_while_more(client: &mut Client, deadline: Duration) -> Result<usiz
     loop {
         let step = tokio::time::timeout(deadline, postings::post_step(client))
             .await
-            .map_err(|_| timed_out())??;
+            .map_err(|_| statement_timed_out())??;
         match step {
             Posted::PostedTo {
                 rows: posted, more, ..
@@ -111,10 +107,6 @@ async fn post_while_more(client: &mut Client, deadline: Duration) -> Result<usiz
 async fn analyze(client: &Client, deadline: Duration) -> Result<(), StorageError> {
     tokio::time::timeout(deadline, client.batch_execute("ANALYZE search_postings"))
         .await
-        .map_err(|_| timed_out())?
+        .map_err(|_| statement_timed_out())?
         .map_err(classify)
-}
-
-fn timed_out() -> StorageError {
-    StorageError::unavailable("the database did not answer within the statement timeout")
 }

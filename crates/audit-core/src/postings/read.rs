@@ -136,34 +136,32 @@ impl PostingPlan {
             |texts: &[String]| -> Vec<i64> { texts.iter().map(|text| text_key(text)).collect() };
         let kinds = (!filter.kinds.is_empty()).then(|| texts(&filter.kinds));
         let applications = applications.map(texts);
-        let narrowing = |field, keys: Option<Vec<i64>>| {
-            keys.map(|keys| Narrowing {
-                field,
-                keys: deduplicated(keys),
-            })
+        let narrowing = |field, keys| Narrowing {
+            field,
+            keys: deduplicated(keys),
         };
-        let plan = |field, keys: Vec<i64>, narrowing: Option<Narrowing>| {
+        let plan = |field, keys, narrowing| {
             Some(Self {
                 field,
                 keys: deduplicated(keys),
                 narrowing,
             })
         };
-        match (days, applications) {
-            (Some(days), applications) if days.len() as i64 <= NARROW_DAYS => {
-                let second = match applications {
-                    Some(applications) => narrowing(Field::Application, Some(applications)),
-                    None => narrowing(Field::Kind, kinds),
-                };
+        match (days, applications, kinds) {
+            (Some(days), applications, kinds) if days.len() as i64 <= NARROW_DAYS => {
+                let second = (applications.map(|keys| narrowing(Field::Application, keys)))
+                    .or_else(|| kinds.map(|keys| narrowing(Field::Kind, keys)));
                 plan(Field::Day, days, second)
             }
-            (_, Some(applications)) => plan(
+            (_, Some(applications), kinds) => plan(
                 Field::Application,
                 applications,
-                narrowing(Field::Kind, kinds),
+                kinds.map(|keys| narrowing(Field::Kind, keys)),
             ),
-            _ if kinds.is_some() => plan(Field::Kind, kinds.unwrap_or_default(), None),
-            (Some(days), None) if days.len() as i64 <= WIDE_DAYS => plan(Field::Day, days, None),
+            (_, None, Some(kinds)) => plan(Field::Kind, kinds, None),
+            (Some(days), None, None) if days.len() as i64 <= WIDE_DAYS => {
+                plan(Field::Day, days, None)
+            }
             _ => None,
         }
     }
