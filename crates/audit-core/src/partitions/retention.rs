@@ -87,11 +87,18 @@ async fn drop_partition(
         )
         .await
         .map_err(classify)?;
-    // The search postings of its ids only: a row that also holds ids of a partition
+    // The search postings whose ids now all lie in dropped partitions: those ending
+    // in this one, also when they start in one dropped before (a poster step can post
+    // ids of several partitions in one row). A row that also holds ids of a partition
     // kept stays (its dropped ids are candidates no row answers, never wrong).
     transaction
         .execute(
-            "DELETE FROM search_postings WHERE first_id >= $1 AND last_id < $2",
+            "DELETE FROM search_postings s WHERE s.last_id >= $1 AND s.last_id < $2 \
+                 AND s.first_id >= (SELECT min(first_id) FROM event_partitions \
+                     WHERE dropped_at IS NOT NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM event_partitions p \
+                     WHERE p.dropped_at IS NULL AND p.first_id <= s.last_id \
+                         AND p.end_id > s.first_id)",
             &[&partition.first_id, &partition.end_id],
         )
         .await
