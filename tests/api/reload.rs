@@ -1,6 +1,7 @@
 //! `POST /reload`: each reloadable key takes effect; a bad config changes nothing.
 
-use audit_tests::test_app::{event, json_body, spawn_app, write_config_text};
+use audit_tests::sealing::SealingKey;
+use audit_tests::test_app::{event, json_body, spawn_app, spawn_app_with, write_config_text};
 use audit_tests::test_database::TestDatabase;
 use serde_json::json;
 
@@ -127,6 +128,51 @@ async fn reloading_the_dsn_moves_writes_to_the_new_database() {
     assert_eq!(
         second.column::<String>(events).await,
         ["audit-collector ConfigReloaded", "second UserLogin"]
+    );
+}
+
+/// The background work that keeps a connection of its own follows the requests to
+/// the new database: the sealer seals its events there, the poster posts them to its
+/// search postings, and the partition maintenance looks after its partitions.
+#[tokio::test]
+async fn reloading_the_dsn_moves_sealing_postings_and_partitions_to_the_new_database() {
+    let key = SealingKey::new("reload.test");
+    let mut app = spawn_app_with(|settings| {
+        key.apply(settings);
+        settings.partitions.maintenance_interval_ms = 100;
+    })
+    .await;
+    let second = TestDatabase::create_migrated().await;
+    app.post_events(&json!([event("first", json!(1))])).await;
+    app.wait_for_checkpoint(&key, 1).await;
+
+    let response = app
+        .reload_with(|settings| settings.postgres.dsn = second.settings.dsn.clone())
+        .await;
+    assert_eq!(response.status(), 200);
+    app.post_events(&json!([event("second", json!(2))])).await;
+
+    // ConfigReloaded and the event, sealed in the new database's tree: the checkpoint
+    // served is the new database's.
+    let events = u64::try_from(second.count_events().await).unwrap();
+    assert!(events >= 2);
+    app.wait_for_checkpoint(&key, events).await;
+    assert!(
+        second
+            .holds_within_30s(
+                "SELECT (SELECT id_floor FROM search_postings_state) \
+                     >= (SELECT max(id) FROM events)"
+            )
+            .await,
+        "the new database's events were not posted to its search postings"
+    );
+    assert!(
+        second
+            .holds_within_30s(
+                "SELECT count(*) > 0 FROM event_partitions WHERE opened_at IS NOT NULL"
+            )
+            .await,
+        "the new database's partitions were not looked after"
     );
 }
 

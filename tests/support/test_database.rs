@@ -91,6 +91,23 @@ impl TestDatabase {
             .collect()
     }
 
+    /// Whether `condition` (a query of one boolean) holds within 30 s, asked every
+    /// 50 ms.
+    pub async fn holds_within_30s(&self, condition: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let client = self.client().await;
+        loop {
+            let row = client.query_one(condition, &[]).await.unwrap();
+            if row.get::<_, Option<bool>>(0) == Some(true) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn count_events(&self) -> i64 {
         self.client()
             .await

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::web;
 use anyhow::Context;
 use audit_core::checkpoint::SigningKey;
 use audit_core::config::PostgresSettings;
@@ -21,6 +22,7 @@ use crate::metrics::{
     INTEGRITY_SEALER_ACTIVE, INTEGRITY_TREE_SIZE,
 };
 use crate::settings::IntegritySettings;
+use crate::state::AppState;
 
 /// How often a waiting server tries to become the sealer, and waits after a failure.
 const TAKEOVER_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,7 +60,7 @@ pub fn load_signing(settings: &IntegritySettings) -> anyhow::Result<Option<Optio
 /// Runs the sealer's loop on a thread of its own (hashing is CPU work that must not
 /// hold up HTTP workers) until `stop`'s sender is dropped.
 pub fn spawn_sealer(
-    postgres: PostgresSettings,
+    state: web::Data<AppState>,
     settings: IntegritySettings,
     signing: Option<Signing>,
     stop: watch::Receiver<()>,
@@ -70,22 +72,26 @@ pub fn spawn_sealer(
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => runtime.block_on(keep_sealing(postgres, settings, signing, stop)),
+                Ok(runtime) => runtime.block_on(keep_sealing(&state, settings, signing, stop)),
                 Err(error) => tracing::error!(%error, "the sealer could not start"),
             }
         })
         .map(drop)
 }
 
+/// Seals the database in force: each try reads the settings, so that after a reload
+/// to another database the sealer seals that one.
 async fn keep_sealing(
-    postgres: PostgresSettings,
+    state: &AppState,
     settings: IntegritySettings,
     signing: Option<Signing>,
     mut stop: watch::Receiver<()>,
 ) {
     let mut signing = signing;
     loop {
-        signing = match try_to_seal(&postgres, &settings, signing, &mut stop).await {
+        let postgres = state.runtime().settings.postgres.clone();
+        let moved = moved_away(state, &postgres);
+        signing = match try_to_seal(&postgres, &settings, signing, &mut stop, moved).await {
             Outcome::Stopped => return,
             Outcome::NotActive(signing) => signing,
         };
@@ -101,13 +107,30 @@ enum Outcome {
     NotActive(Option<Signing>),
 }
 
+/// Returns once a reload has put in force settings that open another connection (a
+/// new `postgres.dsn`).
+async fn moved_away(state: &AppState, postgres: &PostgresSettings) {
+    loop {
+        tokio::time::sleep(TAKEOVER_INTERVAL).await;
+        if !state
+            .runtime()
+            .settings
+            .postgres
+            .opens_same_connection(postgres)
+        {
+            return;
+        }
+    }
+}
+
 /// Connects and, if no other server holds the lock, seals until the connection is
-/// lost, a round fails or the server stops.
+/// lost, a round fails, `moved` returns or the server stops.
 async fn try_to_seal(
     postgres: &PostgresSettings,
     settings: &IntegritySettings,
     signing: Option<Signing>,
     stop: &mut watch::Receiver<()>,
+    moved: impl Future<Output = ()>,
 ) -> Outcome {
     let client = match database::connect(postgres).await {
         Ok(client) => client,
@@ -137,6 +160,10 @@ async fn try_to_seal(
             false
         }
         _ = stop.changed() => true,
+        _ = moved => {
+            tracing::info!("the database settings changed: the sealer leaves this database");
+            false
+        }
     };
     gauge!(INTEGRITY_SEALER_ACTIVE).set(0.0);
     // Closing the connection releases the lock for another server.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dedicated_connection;
 pub mod errors;
 pub mod http_server;
 pub mod integrity;

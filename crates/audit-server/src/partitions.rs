@@ -1,15 +1,16 @@
 //! The events table's partitions in the server: every server runs the maintenance
 //! loop, one at a time does a round (`audit_core::partitions`), and every server
 //! reports what it reads of them as metrics. The settings are read each round, so a
-//! reload changes retention (a legal hold, say) without a restart.
+//! reload changes retention (a legal hold, say) without a restart, and a reload to
+//! another database moves the maintenance there with the requests.
 
 use actix_web::web;
 use audit_core::database;
 use audit_core::partitions::{self, Maintenance};
 use audit_core::storage_error::cause_chain;
-use deadpool_postgres::tokio_postgres::Client;
 use metrics::{counter, gauge};
 
+use crate::dedicated_connection::DedicatedConnection;
 use crate::metrics::{
     EVENTS_OLDEST_AGE_SECONDS, EVENTS_PARTITIONS, EVENTS_TABLE_BYTES,
     PARTITION_MAINTENANCE_ERRORS_TOTAL, RETENTION_DROPPED_PARTITIONS_TOTAL, RETENTION_HOLD,
@@ -21,14 +22,12 @@ use crate::state::AppState;
 /// is room before the first writes), then one each `partitions.maintenance_interval_ms`.
 pub async fn keep_partitions(state: web::Data<AppState>) {
     // A connection of its own: a round holds a session lock while it runs.
-    let mut client: Option<Client> = None;
+    let mut client = DedicatedConnection::default();
     loop {
         let runtime = state.runtime();
         let settings = &runtime.settings;
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = database::connect(&settings.postgres).await.ok();
-        }
-        if let Some(connection) = client.as_mut() {
+        let connection = client.current(&settings.postgres, database::connect).await;
+        if let Some(connection) = connection {
             match partitions::maintain(connection, &settings.partitions, &settings.retention).await
             {
                 Ok(Some(round)) => report(&round),

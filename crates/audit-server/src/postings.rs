@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use actix_web::web;
-use audit_core::config::PostgresSettings;
 use audit_core::database;
 use audit_core::postings::{self, Posted};
 use audit_core::storage_error::{
@@ -14,6 +13,7 @@ use audit_core::storage_error::{
 };
 use deadpool_postgres::tokio_postgres::Client;
 
+use crate::dedicated_connection::DedicatedConnection;
 use crate::state::AppState;
 
 /// How often the poster looks for committed events to post: a filtered page walks the
@@ -26,23 +26,21 @@ const ANALYZE_AFTER_POSTING_ROWS: usize = 10_000;
 ///
 /// The poster has a connection of its own, as the sealer has: catching up on a bulk
 /// load is step after step, and a connection taken from a request pool for each would
-/// leave the requests of that thread one fewer for as long.
+/// leave the requests of that thread one fewer for as long. It follows a reload to
+/// another database.
 pub async fn keep_postings_posted(state: web::Data<AppState>) {
     let mut interval = tokio::time::interval(POSTING_INTERVAL);
-    let mut client: Option<Client> = None;
+    let mut client = DedicatedConnection::default();
     loop {
         interval.tick().await;
         let runtime = state.runtime();
         if !runtime.settings.search.postings {
             // Leaving the posting to other servers: no connection held for it.
-            client = None;
+            client.close();
             continue;
         }
         let postgres = &runtime.settings.postgres;
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(postgres).await;
-        }
-        let Some(connection) = client.as_mut() else {
+        let Some(connection) = client.current(postgres, database::connect_bounded).await else {
             continue;
         };
         let deadline = call_deadline(postgres.statement_timeout());
@@ -63,20 +61,8 @@ pub async fn keep_postings_posted(state: web::Data<AppState>) {
                     "could not post events to the search postings"
                 );
                 // The connection may be mid-statement or broken: a new one next time.
-                client = None;
+                client.close();
             }
-        }
-    }
-}
-
-/// A connection whose statements are bounded like the pools' are, or none while the
-/// database cannot be reached (the next tick tries again).
-async fn connect(postgres: &PostgresSettings) -> Option<Client> {
-    match database::connect_bounded(postgres).await {
-        Ok(client) => Some(client),
-        Err(error) => {
-            tracing::debug!(error = %cause_chain(&error), "the poster cannot connect");
-            None
         }
     }
 }

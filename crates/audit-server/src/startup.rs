@@ -143,13 +143,8 @@ impl Application {
         // test drops this future.
         let (_stop_sealer, stop) = watch::channel(());
         if let Some(signing) = self.signing {
-            let settings = &self.state.runtime().settings;
-            integrity::spawn_sealer(
-                settings.postgres.clone(),
-                settings.integrity.clone(),
-                signing,
-                stop,
-            )?;
+            let integrity = self.state.runtime().settings.integrity.clone();
+            integrity::spawn_sealer(self.state.clone(), integrity, signing, stop)?;
         }
         let result = self.server.await;
         reload_on_hangup.abort();

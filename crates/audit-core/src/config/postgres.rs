@@ -76,6 +76,15 @@ impl PostgresSettings {
         })
     }
 
+    /// Whether a connection opened with these settings is the one `other` would open:
+    /// the same database, with the same timeouts. A background task that keeps a
+    /// connection of its own opens another when a reload changes this.
+    pub fn opens_same_connection(&self, other: &Self) -> bool {
+        self.dsn == other.dsn
+            && self.connect_timeout_ms == other.connect_timeout_ms
+            && self.statement_timeout_ms == other.statement_timeout_ms
+    }
+
     pub fn max_read_lag(&self) -> Duration {
         Duration::from_millis(self.max_read_lag_ms)
     }
