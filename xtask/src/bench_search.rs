@@ -433,7 +433,7 @@ fn sealing_server_config(context: &BenchEnvironment, dsn: &str) -> anyhow::Resul
 }
 
 /// Waits until the postings hold every event of the table; the seconds it took.
-fn wait_for_postings(dsn: &str) -> anyhow::Result<f64> {
+pub(crate) fn wait_for_postings(dsn: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
     loop {
         let covered = psql_value(
