@@ -176,6 +176,40 @@ async fn reloading_the_dsn_moves_sealing_postings_and_partitions_to_the_new_data
     );
 }
 
+/// A reload to another database closes the server's connections to the old one at
+/// once, not when a background task's next turn comes: two such reloads in a row
+/// must not hold three sets of pools open (PostgreSQL refuses connections past its
+/// `max_connections`, and requests then get 503).
+#[tokio::test]
+async fn reloading_the_dsn_closes_the_connections_to_the_old_database() {
+    let mut app = spawn_app().await;
+    let second = TestDatabase::create_migrated().await;
+    for _ in 0..8 {
+        assert_eq!(app.get_events("").await.status(), 200);
+    }
+    let others = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    assert!(app.database.column::<i64>(others).await[0] > 0);
+
+    let response = app
+        .reload_with(|settings| settings.postgres.dsn = second.settings.dsn.clone())
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let closed = format!("SELECT ({others}) = 0");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if app.database.column::<bool>(&closed).await == [true] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections to the old database were still open 10 s after the reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_dsn_that_does_not_answer_is_refused_and_the_old_pool_kept() {
     let mut app = spawn_app().await;

@@ -46,7 +46,10 @@ pub async fn keep_partitions(state: web::Data<AppState>) {
             }
         }
         gauge!(RETENTION_HOLD).set(if settings.retention.hold { 1.0 } else { 0.0 });
-        tokio::time::sleep(settings.partitions.maintenance_interval()).await;
+        // Not held across the wait: a reload's old pools close once nothing holds them.
+        let pause = settings.partitions.maintenance_interval();
+        drop(runtime);
+        tokio::time::sleep(pause).await;
     }
 }
 

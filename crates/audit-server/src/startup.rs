@@ -178,9 +178,12 @@ fn bind(address: impl ToSocketAddrs, backlog: u32) -> anyhow::Result<TcpListener
 
 async fn delete_expired_keys_periodically(state: web::Data<AppState>) {
     loop {
+        // The runtime is taken after the wait, not held across it: a reload's old pools
+        // (up to `pool_size` connections a thread) close once nothing holds them.
+        let pause = state.runtime().settings.idempotency.cleanup_interval();
+        tokio::time::sleep(pause).await;
         let runtime = state.runtime();
         let settings = &runtime.settings.idempotency;
-        tokio::time::sleep(settings.cleanup_interval()).await;
         let pool = &runtime.repository.pool();
         match idempotency::delete_expired(pool, settings.ttl()).await {
             Ok(0) => {}

@@ -66,7 +66,10 @@ pub async fn keep_tokens_current(state: web::Data<AppState>) {
             }
             _ => {}
         }
-        tokio::time::sleep(runtime.settings.auth.refresh_interval()).await;
+        // Not held across the wait: a reload's old pools close once nothing holds them.
+        let pause = runtime.settings.auth.refresh_interval();
+        drop(runtime);
+        tokio::time::sleep(pause).await;
     }
 }
 
