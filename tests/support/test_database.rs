@@ -91,10 +91,11 @@ impl TestDatabase {
             .collect()
     }
 
-    /// Whether `condition` (a query of one boolean) holds within 30 s, asked every
-    /// 50 ms.
-    pub async fn holds_within_30s(&self, condition: &str) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    /// Whether `condition` (a query of one boolean) holds within `limit`, asked
+    /// every 50 ms on one connection (which the condition may leave out as
+    /// `pg_backend_pid()`).
+    pub async fn holds_within(&self, limit: std::time::Duration, condition: &str) -> bool {
+        let deadline = std::time::Instant::now() + limit;
         let client = self.client().await;
         loop {
             let row = client.query_one(condition, &[]).await.unwrap();
